@@ -1,0 +1,150 @@
+"""Two-tower model: planted preference, unit vectors, save/load, format checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from towhee_recsys.data.dataset import User
+from towhee_recsys.data.synthetic import GENRES, planted_dataset
+from towhee_recsys.errors import InvalidParameterError, ModelError
+from towhee_recsys.model import ModelConfig, RecommenderModel, train
+
+SMALL_CONFIG = dict(epochs=20, batch_size=256, learning_rate=0.01, seed=1)
+
+ENCODE_SCRIPT = """
+import sys
+import numpy as np
+from towhee_recsys.data.synthetic import planted_dataset
+from towhee_recsys.model import RecommenderModel
+model = RecommenderModel.load(sys.argv[1])
+dataset = planted_dataset()
+users = model.encode_users(list(dataset.users.values()))
+movies = model.encode_movies(list(dataset.movies.values()))
+np.save(sys.argv[2], np.concatenate([users, movies]))
+"""
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_dataset()
+
+
+@pytest.fixture(scope="module")
+def trained(planted, tmp_path_factory) -> tuple[RecommenderModel, Path]:
+    model_dir = tmp_path_factory.mktemp("model")
+    model = train(planted, ModelConfig(**SMALL_CONFIG), model_dir=model_dir, show_progress=False)
+    return model, model_dir
+
+
+def _top_genres(model: RecommenderModel, planted, user_vector: np.ndarray, k: int = 10) -> list[str]:
+    movies = list(planted.movies.values())
+    scores = model.encode_movies(movies) @ user_vector
+    return [movies[i].genres[0] for i in np.argsort(-scores)[:k]]
+
+
+def test_vectors_are_unit_and_256_dim(trained, planted):
+    model, _ = trained
+    vectors = model.encode_movies(list(planted.movies.values()))
+    assert vectors.shape == (160, 256)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_comedy_lover_gets_comedies_first(trained, planted):
+    model, _ = trained
+    comedy_fan = planted.users[1]
+    assert GENRES[(comedy_fan.user_id - 1) % 4] == "Comedy"
+    top = _top_genres(model, planted, model.encode_users([comedy_fan])[0])
+    assert top == ["Comedy"] * 10
+
+
+@pytest.mark.parametrize("occupation", range(4))
+def test_new_user_from_demographics(trained, planted, occupation):
+    model, _ = trained
+    vector = model.encode_users([User(None, "F", 25, occupation)], known_ids=False)[0]
+    assert _top_genres(model, planted, vector) == [GENRES[occupation]] * 10
+
+
+def test_new_movie_from_content(trained, planted):
+    model, _ = trained
+    horror_fan = planted.users[3]
+    known = list(planted.movies.values())
+    unseen = [type(known[0])(10_000 + i, f"The Scream {i} (1990)", (genre,), 1990) for i, genre in enumerate(GENRES)]
+    scores = model.encode_movies(unseen) @ model.encode_users([horror_fan])[0]
+    assert unseen[int(np.argmax(scores))].genres == ("Horror",)
+
+
+def test_validation_rmse_logged_per_epoch(trained):
+    model, _ = trained
+    assert [record["epoch"] for record in model.history] == list(range(1, 21))
+    assert all(record["val_rmse"] is not None for record in model.history)
+    assert model.history[-1]["val_rmse"] < model.history[0]["val_rmse"]
+    assert model.history[-1]["val_rmse"] < 0.5
+
+
+def test_training_is_reproducible(planted, trained):
+    model, _ = trained
+    again = train(planted, ModelConfig(**SMALL_CONFIG), show_progress=False)
+    assert again.history[-1]["val_rmse"] == model.history[-1]["val_rmse"]
+
+
+def test_reload_in_new_process_gives_identical_vectors(trained, planted, tmp_path):
+    model, model_dir = trained
+    expected = np.concatenate([
+        model.encode_users(list(planted.users.values())),
+        model.encode_movies(list(planted.movies.values())),
+    ])
+    output = tmp_path / "vectors.npy"
+    subprocess.run([sys.executable, "-c", ENCODE_SCRIPT, str(model_dir), str(output)], check=True)
+    np.testing.assert_array_equal(np.load(output), expected)
+
+
+def test_model_folder_has_no_pickles(trained):
+    _, model_dir = trained
+    assert sorted(path.name for path in model_dir.iterdir()) == ["config.json", "vocabularies.json", "weights.npz"]
+    with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
+        assert all(weights[name].dtype != object for name in weights.files)
+
+
+def test_other_format_version_rejected(trained, tmp_path):
+    _, model_dir = trained
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for path in model_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    config = json.loads((copy / "config.json").read_text())
+    config["format_version"] = 99
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="format version 99"):
+        RecommenderModel.load(copy)
+
+
+def test_missing_model_folder_rejected(tmp_path):
+    with pytest.raises(ModelError, match="towhee-recsys train"):
+        RecommenderModel.load(tmp_path / "nothing")
+
+
+def test_changed_weights_rejected(trained, tmp_path):
+    _, model_dir = trained
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for path in model_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    np.savez(copy / "weights.npz", other=np.zeros(3))
+    with pytest.raises(ModelError, match="fingerprint"):
+        RecommenderModel.load(copy)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("epochs", 0), ("batch_size", -1), ("id_dropout", 1.5), ("learning_rate", 0), ("embedding_dim", "256")],
+)
+def test_invalid_config_names_field(field, value):
+    with pytest.raises(InvalidParameterError, match=field):
+        ModelConfig(**{field: value})
