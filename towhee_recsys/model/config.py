@@ -29,6 +29,9 @@ class ModelConfig:
             useful vectors for new users and movies.
         validation_fraction: share of ratings held out to report RMSE per epoch.
         seed: seed of the split, the initialization, the batch order and the dropout.
+        rating_scale: the predicted rating is rating_scale x cosine; None (the default)
+            takes the largest absolute rating of the training data, which is 5 on
+            MovieLens as in the reference model.
     """
 
     embedding_dim: int = 256
@@ -43,6 +46,7 @@ class ModelConfig:
     id_dropout: float = 0.1
     validation_fraction: float = 0.1
     seed: int = 42
+    rating_scale: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("embedding_dim", "id_dim", "feature_dim", "title_dim"):
@@ -57,6 +61,10 @@ class ModelConfig:
             raise invalid_parameter("learning_rate", "a number in (0, 1)", self.learning_rate)
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise invalid_parameter("weight_decay", "a number >= 0", self.weight_decay)
+        if self.rating_scale is not None and (
+            not isinstance(self.rating_scale, (int, float)) or not self.rating_scale > 0
+        ):
+            raise invalid_parameter("rating_scale", "a number > 0 or None", self.rating_scale)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise invalid_parameter("seed", "an integer", self.seed)
 

@@ -79,9 +79,10 @@ class TwoTowerModel(nn.Layer):
         super().__init__()
         self.user_tower = UserTower(config, sizes)
         self.movie_tower = MovieTower(config, sizes)
+        self.rating_scale = float(config.rating_scale or 5.0)
 
     def forward(self, users: dict[str, paddle.Tensor], movies: dict[str, paddle.Tensor]):
-        """Return the predicted rating, 5 x cosine, as in the reference PaddlePaddle model."""
+        """Return the predicted rating, rating_scale x cosine, as in the reference PaddlePaddle model."""
         user_vectors = self.user_tower(**users)
         movie_vectors = self.movie_tower(**movies)
-        return 5.0 * (user_vectors * movie_vectors).sum(axis=-1)
+        return self.rating_scale * (user_vectors * movie_vectors).sum(axis=-1)

@@ -1,8 +1,9 @@
 """Training of the two towers on explicit ratings.
 
 The objective is the one of the reference PaddlePaddle recommender: the predicted
-rating is 5 x cosine(user vector, movie vector) and the loss is its mean squared error
-against the rating, minimized with Adam on shuffled mini-batches.
+rating is rating_scale x cosine(user vector, movie vector), with rating_scale 5 on
+MovieLens, and the loss is its mean squared error against the rating, minimized with
+Adam on shuffled mini-batches.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -50,6 +51,9 @@ def train(
     config = config or ModelConfig()
     if len(dataset.ratings) == 0:
         raise DatasetError(f"Dataset {dataset.name!r} has no ratings; a model needs at least one.")
+    if config.rating_scale is None:
+        largest = float(np.abs(dataset.ratings.rating).max())
+        config = replace(config, rating_scale=largest if largest > 0 else 1.0)
 
     rng = np.random.default_rng(config.seed)
     train_index, val_index = _split(len(dataset.ratings), config.validation_fraction, rng)
@@ -173,7 +177,7 @@ def _fit(
 
 
 def evaluate_rmse(model: RecommenderModel, tables: _Tables, index: np.ndarray, batch_size: int = 8192) -> float:
-    """Return the RMSE of 5 x cosine against the ratings at `index`, without dropout."""
+    """Return the RMSE of rating_scale x cosine against the ratings at `index`, without dropout."""
     from towhee_recsys.model._paddle import import_paddle
 
     paddle = import_paddle()
