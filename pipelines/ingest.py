@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from towhee_recsys.pipelines._resources import Resources
 from tqdm.auto import tqdm
 
 from towhee_recsys.data.dataset import Dataset, Movie
 from towhee_recsys.errors import RecsysError
 from towhee_recsys.operator_errors import original_errors
-from towhee_recsys.pipelines._resources import Resources
 from towhee_recsys.settings import Settings
 from towhee_recsys.validation import check_positive_int
 

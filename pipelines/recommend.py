@@ -6,10 +6,11 @@ import logging
 import os
 from typing import Any
 
+from towhee_recsys.pipelines._resources import Resources
+
 from towhee_recsys.data.dataset import User
 from towhee_recsys.errors import RecsysError
 from towhee_recsys.operator_errors import original_errors
-from towhee_recsys.pipelines._resources import Resources
 from towhee_recsys.results import Recommendation
 from towhee_recsys.settings import Settings
 from towhee_recsys.validation import check_positive_int

@@ -32,7 +32,7 @@ def write_planted_csv(folder: Path) -> dict[str, Path]:
         writer = csv.writer(file)
         writer.writerow(["user_id", "movie_id", "rating", "timestamp"])
         ratings = dataset.ratings
-        for row in zip(ratings.user_id, ratings.movie_id, ratings.rating, ratings.timestamp):
+        for row in zip(ratings.user_id, ratings.movie_id, ratings.rating, ratings.timestamp, strict=True):
             writer.writerow([int(row[0]), int(row[1]), float(row[2]), int(row[3])])
     with open(paths["movies"], "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from towhee import ops, pipe
+from towhee_recsys.operators import OPERATORS, MovieEncoder, UserEncoder, UserFeatures
 
 import towhee_recsys
 from towhee_recsys import InvalidParameterError, StoreError, UnknownUserError, original_errors
@@ -15,7 +16,6 @@ from towhee_recsys.data.dataset import Movie, User
 from towhee_recsys.data.synthetic import GENRES, planted_dataset
 from towhee_recsys.model import ModelConfig, load_model, train
 from towhee_recsys.operator_errors import OperatorFailure
-from towhee_recsys.operators import OPERATORS, MovieEncoder, UserEncoder, UserFeatures
 from towhee_recsys.stores import open_metadata_store, open_vector_store
 
 

@@ -52,7 +52,20 @@ __all__ = [
     "StoreLockedError",
     "UnknownUserError",
     "original_errors",
-    *_LAZY,
+    "recommend_pipeline",
+    "ingest_pipeline",
+    "RecommendPipeline",
+    "IngestPipeline",
+    "Recommendation",
+    "load_movielens",
+    "load_csv_dataset",
+    "Dataset",
+    "Movie",
+    "User",
+    "ModelConfig",
+    "RecommenderModel",
+    "load_model",
+    "train",
 ]
 
 if TYPE_CHECKING:

@@ -40,7 +40,9 @@ def _add_location_options(parser: argparse.ArgumentParser) -> None:
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data (default: download MovieLens 1M into the cache folder)")
     group.add_argument("--data", metavar="PATH", help="MovieLens 1M folder or ml-1m.zip")
-    group.add_argument("--ratings", metavar="CSV", help="own dataset: ratings CSV (user_id,movie_id,rating[,timestamp])")
+    group.add_argument(
+        "--ratings", metavar="CSV", help="own dataset: ratings CSV (user_id,movie_id,rating[,timestamp])"
+    )
     group.add_argument("--movies", metavar="CSV", help="own dataset: movies CSV (movie_id,title,genres)")
     group.add_argument("--users", metavar="CSV", help="own dataset: optional users CSV (user_id,gender,age,occupation)")
 
@@ -158,7 +160,9 @@ def _load_dataset(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace, dataset: Any = None) -> Any:
     from towhee_recsys.model import ModelConfig, train
 
-    config = ModelConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    config = ModelConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
+    )
     dataset = dataset or _load_dataset(args)
     settings = _settings(args)
     model = train(dataset, config, model_dir=settings.model_dir, show_progress=not args.quiet)

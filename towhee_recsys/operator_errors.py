@@ -71,4 +71,4 @@ def original_errors() -> Iterator[None]:
         # Hide Towhee's RuntimeError (its text repeats the traceback) but keep the
         # original's own cause chain.
         original.__suppress_context__ = True
-        raise original
+        raise original  # noqa: B904 - the original carries its own cause

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from towhee_recsys.operators._base import MetadataStoreOperator
+
 from towhee_recsys.errors import StoreError
 from towhee_recsys.results import Recommendation
-from towhee_recsys.operators._base import MetadataStoreOperator
 from towhee_recsys.stores.base import SearchHit
 from towhee_recsys.validation import invalid_parameter
 
@@ -31,7 +32,7 @@ class MetadataLookup(MetadataStoreOperator):
             raise invalid_parameter("hits", "a list of SearchHit from milvus-search for one query", type(hits).__name__)
         hits = list(hits)
         movies = self.store.get_movies([hit.movie_id for hit in hits])
-        missing = [hit.movie_id for hit, movie in zip(hits, movies) if movie is None]
+        missing = [hit.movie_id for hit, movie in zip(hits, movies, strict=True) if movie is None]
         if missing:
             raise StoreError(
                 f"Movies {missing[:10]} are in the vector store but missing from the metadata store. "
@@ -39,5 +40,5 @@ class MetadataLookup(MetadataStoreOperator):
             )
         return [
             Recommendation(movie.movie_id, movie.title, tuple(movie.genres), movie.year, float(hit.score))
-            for hit, movie in zip(hits, movies)
+            for hit, movie in zip(hits, movies, strict=True)
         ]

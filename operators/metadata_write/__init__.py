@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from towhee_recsys.data.dataset import Movie
 from towhee_recsys.operators._base import MetadataStoreOperator
+
+from towhee_recsys.data.dataset import Movie
 
 
 class MetadataWrite(MetadataStoreOperator):

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
 from towhee_recsys.operators._base import VectorStoreOperator
+
 from towhee_recsys.validation import check_positive_int, invalid_parameter
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from towhee_recsys.operators._base import VectorStoreOperator
 
 from towhee_recsys.data.dataset import Movie
-from towhee_recsys.operators._base import VectorStoreOperator
 from towhee_recsys.validation import invalid_parameter
 
 

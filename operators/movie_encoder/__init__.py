@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 import numpy as np
+from towhee_recsys.operators._base import ModelOperator
 
 from towhee_recsys.features import FeatureBatch
-from towhee_recsys.operators._base import ModelOperator
 from towhee_recsys.validation import check_positive_int, invalid_parameter
 
 

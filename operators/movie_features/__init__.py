@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from towhee_recsys.operators._base import ModelOperator
+
 from towhee_recsys.data.dataset import Movie
 from towhee_recsys.features import FeatureBatch
-from towhee_recsys.operators._base import ModelOperator
 from towhee_recsys.validation import invalid_parameter
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from towhee_recsys.operators._base import ModelOperator
 
 from towhee_recsys.features import FeatureBatch
-from towhee_recsys.operators._base import ModelOperator
 from towhee_recsys.validation import invalid_parameter
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from towhee_recsys.operators._base import MetadataStoreOperator
+
 from towhee_recsys.data.dataset import User
 from towhee_recsys.errors import UnknownUserError
-from towhee_recsys.operators._base import MetadataStoreOperator
 
 
 class UserProfile(MetadataStoreOperator):

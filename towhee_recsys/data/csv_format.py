@@ -172,7 +172,7 @@ def _read_rows(reader: Any, path: Path, layout: _Layout) -> _Table:
                 f"{len(row)}. Quote cells that contain commas, for example \"Heat, The\"."
             )
         table.lines.append(line)
-        for target, cell in zip(targets, row):
+        for target, cell in zip(targets, row, strict=True):
             target.append(cell.strip())
     return table
 
@@ -262,7 +262,7 @@ def _movie_years(table: _Table) -> list[int | None]:
         "year {cell!r} is not an integer",
         "Write the year as digits, such as 1995, or leave the cell empty.",
     )
-    return [cell if cell is not None else title for cell, title in zip(cells, from_titles)]
+    return [cell if cell is not None else title for cell, title in zip(cells, from_titles, strict=True)]
 
 
 def _build_users(table: _Table, id_type: type[int] | type[str]) -> dict[Id, User]:

@@ -83,6 +83,6 @@ class Dataset:
     def rated_movie_ids(self) -> dict[Id, list[Id]]:
         """Return each user's rated movie ids, in rating order."""
         rated: dict[Id, list[Id]] = {}
-        for user_id, movie_id in zip(self.ratings.user_id.tolist(), self.ratings.movie_id.tolist()):
+        for user_id, movie_id in zip(self.ratings.user_id.tolist(), self.ratings.movie_id.tolist(), strict=True):
             rated.setdefault(user_id, []).append(movie_id)
         return rated
