@@ -58,3 +58,17 @@ def movielens_texts() -> dict[str, str]:
 def movielens_folder(tmp_path: Path) -> Path:
     """Return a folder with the default tiny users.dat, movies.dat and ratings.dat."""
     return write_movielens(tmp_path / "ml-1m")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collect_towhee_graphs():
+    """Free Towhee pipeline graphs before interpreter shutdown.
+
+    towhee 1.1.3 releases operators in `Node.__del__`, which fails with an ignored
+    AttributeError when it runs during shutdown, after module globals are cleared.
+    """
+    yield
+    import gc
+
+    gc.collect()
+
