@@ -148,3 +148,14 @@ def test_changed_weights_rejected(trained, tmp_path):
 def test_invalid_config_names_field(field, value):
     with pytest.raises(InvalidParameterError, match=field):
         ModelConfig(**{field: value})
+
+
+def test_damaged_weights_rejected(trained, tmp_path):
+    _, model_dir = trained
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for path in model_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    (copy / "weights.npz").write_bytes((model_dir / "weights.npz").read_bytes()[:1000])
+    with pytest.raises(ModelError, match="incomplete or damaged"):
+        RecommenderModel.load(copy)

@@ -15,6 +15,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from towhee_recsys.errors import RecsysError
 
@@ -51,6 +52,21 @@ def original_error(error: BaseException) -> BaseException | None:
             parked = _parked.pop(key, None)
         found = found or parked
     return found
+
+
+def guard_against_pool_deadlock(towhee_pipeline: Any) -> Any:
+    """Give a Towhee pipeline's operator pool a re-entrant lock, and return the pipeline.
+
+    In towhee 1.1.3, `OperatorPool.acquire_op` holds a plain lock while it loads an
+    operator. A garbage collection that runs at that moment may free the nodes of an
+    earlier failed call, whose `__del__` calls `release_op`, which waits for the same
+    lock in the same thread forever. With an RLock the nested release goes through; for
+    our operators, which Towhee marks shareable, that release changes nothing.
+    """
+    pool = getattr(towhee_pipeline, "_operator_pool", None)
+    if pool is not None and hasattr(pool, "_lock"):
+        pool._lock = threading.RLock()
+    return towhee_pipeline
 
 
 @contextmanager

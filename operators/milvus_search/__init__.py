@@ -14,8 +14,9 @@ from towhee_recsys.validation import check_positive_int, invalid_parameter
 class MilvusSearch(VectorStoreOperator):
     """Search the movie collection by inner product, which is cosine on unit vectors.
 
-    Input is one vector (returns a list of `SearchHit`) or an (n, dim) matrix (returns
-    one list per row). `exclude_ids` removes movies inside the vector query, so exactly
+    Inputs, by position: one vector (returns a list of `SearchHit`) or an (n, dim)
+    matrix (returns one list per row); optionally the ids to exclude; optionally
+    `top_k`. `exclude_ids` removes movies inside the vector query, so exactly
     min(top_k, matching movies) hits come back; `filter` is a Milvus boolean expression
     on `genres` and `year`, for example ``year >= 1990``.
 
@@ -33,7 +34,7 @@ class MilvusSearch(VectorStoreOperator):
         self.top_k = check_positive_int("top_k", top_k)
         self.filter = filter
 
-    def run(self, embedding: np.ndarray, top_k: int | None = None, exclude_ids: Sequence[Any] | None = None) -> list:
+    def run(self, embedding: np.ndarray, exclude_ids: Sequence[Any] | None = None, top_k: int | None = None) -> list:
         top_k = self.top_k if top_k is None else check_positive_int("top_k", top_k)
         vectors = np.asarray(embedding, dtype=np.float32)
         if vectors.ndim not in (1, 2):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def read_model_folder(model_dir: str | os.PathLike) -> tuple[dict[str, Any], str
         vocabularies_json = (folder / VOCABULARIES_FILE).read_text(encoding="utf-8")
         with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as archive:
             weights = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ModelError(f"Model folder '{folder}' is incomplete or damaged: {error}. Retrain the model.") from error
 
     if _fingerprint(folder) != config.get("fingerprint"):
