@@ -214,7 +214,16 @@ def redact_uri(uri: str) -> str:
         # An unparsable URI (such as an unclosed IPv6 bracket) is hidden after its scheme.
         return uri.split("://", 1)[0] + "://" + _REDACTED
 
+    scheme, rest = uri.split("://", 1)
     netloc = parts.netloc
+    if "@" not in netloc and "@" in rest:
+        # urlsplit ends the netloc at the first "/", "?" or "#", even inside a password
+        # that is not percent-encoded. Then everything up to the last "@" is masked as
+        # credentials, so a URI whose only "@" is in its path or query loses its host too.
+        userinfo, remainder = rest.rsplit("@", 1)
+        user, has_password, _ = userinfo.partition(":")
+        masked = f"{user}:{_REDACTED}" if has_password else _REDACTED
+        return f"{scheme}://{masked}@" + redact_uri(f"{scheme}://{remainder}").split("://", 1)[1]
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user, has_password, _ = userinfo.partition(":")

