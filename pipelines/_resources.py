@@ -8,6 +8,7 @@ from typing import Any
 
 from towhee_recsys.errors import ModelError
 from towhee_recsys.settings import Settings
+from towhee_recsys.stores.base import redact_uri
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ class Resources:
 
         model = model or load_model(settings.model_dir)
         id_type = model.vocabularies.id_type
-        metadata_store = open_metadata_store(settings.metadata_uri, id_type=id_type)
+        metadata_store = open_metadata_store(
+            settings.metadata_uri, id_type=id_type, **settings.metadata_store_options()
+        )
         try:
             vector_store = open_vector_store(
                 settings.milvus_uri, collection_name=settings.collection_name, dim=model.dim, id_type=id_type
@@ -43,10 +46,10 @@ class Resources:
     def check_catalog_model(self) -> None:
         """Raise ModelError if the catalog's vectors were made by another model."""
         ingested_with = self.metadata_store.get_info().get("model_fingerprint")
-        if ingested_with is None:
+        if not ingested_with:
             raise ModelError(
-                f"The catalog at '{self.settings.metadata_uri}' is empty: no movies were ingested. "
-                "Run `towhee-recsys ingest` (or `towhee-recsys demo`) first."
+                f"The catalog at '{redact_uri(self.settings.metadata_uri)}' has no finished ingest: nothing was "
+                "ingested yet, or an ingest was interrupted. Run `towhee-recsys ingest` (or `towhee-recsys demo`)."
             )
         if ingested_with != self.model.fingerprint:
             raise ModelError(

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from towhee_recsys.data.dataset import Dataset, Movie
 from towhee_recsys.errors import RecsysError
-from towhee_recsys.operator_errors import original_errors
+from towhee_recsys.operator_errors import guard_against_pool_deadlock, original_errors
 from towhee_recsys.settings import Settings
 from towhee_recsys.validation import check_positive_int
 
@@ -61,12 +61,14 @@ class IngestPipeline:
     def __init__(self, resources: Resources, batch_size: int = 1000) -> None:
         self.resources = resources
         self.batch_size = check_positive_int("batch_size", batch_size)
-        self._dag = build_ingest_dag(resources)
+        self._dag = guard_against_pool_deadlock(build_ingest_dag(resources))
 
     def __call__(self, dataset: Dataset, *, show_progress: bool = True) -> IngestReport:
         """Ingest every movie, user and rated-movie list of `dataset`."""
         metadata = self.resources.metadata_store
-        metadata.set_info({"id_type": self.resources.model.vocabularies.id_type})
+        # Until this ingest finishes, the catalog belongs to no model, so an interrupted
+        # ingest is never served as a mix of two models' vectors.
+        metadata.set_info({"id_type": self.resources.model.vocabularies.id_type, "model_fingerprint": ""})
 
         movies_written = self.ingest_movies(list(dataset.movies.values()), show_progress=show_progress)
         users_written = metadata.put_users(dataset.users.values())
@@ -117,10 +119,11 @@ def ingest_pipeline(
     milvus_uri: str | None = None,
     metadata_uri: str | None = None,
     collection_name: str | None = None,
+    key_prefix: str | None = None,
     batch_size: int = 1000,
 ) -> IngestPipeline:
     """Open an `IngestPipeline` for a trained model (given, or loaded from `model_dir`)."""
     from towhee_recsys.pipelines.recommend import _settings
 
-    settings = _settings(settings, home, model_dir, milvus_uri, metadata_uri, collection_name)
+    settings = _settings(settings, home, model_dir, milvus_uri, metadata_uri, collection_name, key_prefix)
     return IngestPipeline(Resources.open(settings, model=model), batch_size=batch_size)

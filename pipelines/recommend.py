@@ -10,10 +10,10 @@ from towhee_recsys.pipelines._resources import Resources
 
 from towhee_recsys.data.dataset import User
 from towhee_recsys.errors import RecsysError
-from towhee_recsys.operator_errors import original_errors
+from towhee_recsys.operator_errors import guard_against_pool_deadlock, original_errors
 from towhee_recsys.results import Recommendation
 from towhee_recsys.settings import Settings
-from towhee_recsys.validation import check_positive_int
+from towhee_recsys.validation import check_positive_int, invalid_parameter
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def build_recommend_dag(resources: Resources) -> Any:
         .map("user", "features", ops.towhee_recsys.user_features(model=model))
         .map("features", "embedding", ops.towhee_recsys.user_encoder(model=model))
         .map(("rated_movie_ids", "exclude_rated"), "exclude_ids", _excluded_ids)
-        .map(("embedding", "top_k", "exclude_ids"), "hits", ops.towhee_recsys.milvus_search(store=vectors))
+        .map(("embedding", "exclude_ids", "top_k"), "hits", ops.towhee_recsys.milvus_search(store=vectors))
         .map("hits", "recommendations", ops.towhee_recsys.metadata_lookup(store=metadata))
         .output("recommendations")
     )
@@ -53,7 +53,8 @@ class RecommendPipeline:
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
-        self._dag = build_recommend_dag(resources)
+        self._closed = False
+        self._dag = guard_against_pool_deadlock(build_recommend_dag(resources))
 
     def __call__(
         self,
@@ -80,6 +81,8 @@ class RecommendPipeline:
             InvalidParameterError: top_k < 1 or a demographic value the model never saw.
             StoreError: a store failed or the stores are out of step.
         """
+        if self._closed:
+            raise RecsysError("This recommend pipeline is closed; open a new one with recommend_pipeline().")
         top_k = check_positive_int("top_k", top_k)
         with original_errors():
             query = User(user_id, _blank_to_none(gender), _blank_to_none(age), _blank_to_none(occupation))
@@ -90,6 +93,7 @@ class RecommendPipeline:
 
     def close(self) -> None:
         """Release the stores; safe to call more than once."""
+        self._closed = True
         self.resources.close()
 
     def __enter__(self) -> RecommendPipeline:
@@ -107,6 +111,7 @@ def recommend_pipeline(
     milvus_uri: str | None = None,
     metadata_uri: str | None = None,
     collection_name: str | None = None,
+    key_prefix: str | None = None,
 ) -> RecommendPipeline:
     """Open a `RecommendPipeline` on the default data folder or the given locations.
 
@@ -114,7 +119,7 @@ def recommend_pipeline(
     $TOWHEE_RECSYS_HOME (default ~/.towhee_recsys) that `towhee-recsys demo` or
     `towhee-recsys train` + `towhee-recsys ingest` wrote.
     """
-    settings = _settings(settings, home, model_dir, milvus_uri, metadata_uri, collection_name)
+    settings = _settings(settings, home, model_dir, milvus_uri, metadata_uri, collection_name, key_prefix)
     resources = Resources.open(settings)
     try:
         resources.check_catalog_model()
@@ -124,14 +129,41 @@ def recommend_pipeline(
         raise
 
 
-def _settings(settings: Settings | None, home: Any, model_dir: Any, milvus_uri: Any,
-              metadata_uri: Any, collection_name: Any) -> Settings:
+def _settings(
+    settings: Settings | None,
+    home: Any,
+    model_dir: Any,
+    milvus_uri: Any,
+    metadata_uri: Any,
+    collection_name: Any,
+    key_prefix: Any = None,
+) -> Settings:
     if settings is not None:
+        given = [
+            name
+            for name, value in (
+                ("home", home),
+                ("model_dir", model_dir),
+                ("milvus_uri", milvus_uri),
+                ("metadata_uri", metadata_uri),
+                ("collection_name", collection_name),
+                ("key_prefix", key_prefix),
+            )
+            if value
+        ]
+        if given:
+            raise invalid_parameter(
+                ", ".join(given),
+                "no location keywords together with settings",
+                "both",
+                "Set them on the Settings object instead.",
+            )
         return settings
     return Settings(
         home=str(home or ""),
         model_dir=str(model_dir or ""),
         milvus_uri=milvus_uri or "",
         metadata_uri=metadata_uri or "",
+        key_prefix=key_prefix or "",
         **({"collection_name": collection_name} if collection_name else {}),
     )

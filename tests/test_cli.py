@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,17 @@ def write_planted_csv(folder: Path) -> dict[str, Path]:
         for user in dataset.users.values():
             writer.writerow([user.user_id, user.gender, user.age, user.occupation])
     return paths
+
+
+
+def stop_holder(holder: subprocess.Popen) -> None:
+    """Interrupt the holder so it closes its stores; SIGKILL would leave its embedded Redis running."""
+    holder.send_signal(signal.SIGINT)
+    try:
+        holder.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +155,7 @@ def test_second_process_gets_lock_message(csv_home):
         assert holder.stdout.readline().strip() == "ready"
         result = run_cli("recommend", "--user-id", "1", home=home, cwd=home)
     finally:
-        holder.kill()
-        holder.wait(timeout=30)
+        stop_holder(holder)
     assert result.returncode == 6
     assert "in use by another process" in result.stderr
 

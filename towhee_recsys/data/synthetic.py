@@ -8,6 +8,10 @@ ratings and for new users from their occupation.
 
 from __future__ import annotations
 
+import csv
+import os
+from pathlib import Path
+
 import numpy as np
 
 from towhee_recsys.data.dataset import Dataset, Movie, Ratings, User
@@ -63,3 +67,38 @@ def _movies(per_genre: int, rng: np.random.Generator) -> dict[int, Movie]:
             word = _WORDS[genre][number % len(_WORDS[genre])]
             catalog[movie_id] = Movie(movie_id, f"The {word.title()} {number} ({year})", (genre,), year)
     return catalog
+
+
+def write_csv_dataset(dataset: Dataset, folder: str | os.PathLike) -> dict[str, Path]:
+    """Write a dataset as ratings.csv, movies.csv and users.csv in the own-dataset format.
+
+    Returns the three paths by name ("ratings", "movies", "users").
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / f"{name}.csv" for name in ("ratings", "movies", "users")}
+    ratings = dataset.ratings
+    timestamps = ratings.timestamp if ratings.timestamp is not None else [None] * len(ratings)
+
+    with open(paths["ratings"], "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["user_id", "movie_id", "rating", "timestamp"])
+        for row in zip(
+            ratings.user_id.tolist(), ratings.movie_id.tolist(), ratings.rating.tolist(), list(timestamps), strict=True
+        ):
+            writer.writerow(["" if cell is None else cell for cell in row])
+    with open(paths["movies"], "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["movie_id", "title", "genres", "year"])
+        for movie in dataset.movies.values():
+            writer.writerow(
+                [movie.movie_id, movie.title, "|".join(movie.genres), "" if movie.year is None else movie.year]
+            )
+    with open(paths["users"], "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["user_id", "gender", "age", "occupation"])
+        for user in dataset.users.values():
+            writer.writerow(
+                ["" if value is None else value for value in (user.user_id, user.gender, user.age, user.occupation)]
+            )
+    return paths

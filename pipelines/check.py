@@ -1,0 +1,89 @@
+"""Compare the vector store with the metadata store, and repair differences."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from towhee_recsys.pipelines._resources import Resources
+
+from towhee_recsys.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CatalogCheck:
+    """Movies found in only one of the two stores, before any repair.
+
+    Attributes:
+        vector_count: movies in the vector store.
+        metadata_count: movies in the metadata store.
+        missing_vectors: movies with metadata but no vector; search cannot find them.
+        missing_metadata: movies with a vector but no metadata; recommending them fails.
+        repaired: True when `repair=True` fixed every difference listed here.
+    """
+
+    vector_count: int
+    metadata_count: int
+    missing_vectors: list[Any] = field(default_factory=list)
+    missing_metadata: list[Any] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def consistent(self) -> bool:
+        return not self.missing_vectors and not self.missing_metadata
+
+
+def check_catalog(
+    settings: Settings | None = None,
+    *,
+    repair: bool = False,
+    home: str | os.PathLike | None = None,
+    model: Any = None,
+) -> CatalogCheck:
+    """Return the movies present in one store but not the other, and optionally repair them.
+
+    Repair encodes movies that lack a vector with the model and upserts them, and
+    deletes vectors that have no metadata, since their titles cannot be recovered.
+    """
+    settings = settings or Settings(home=str(home or ""))
+    resources = Resources.open(settings, model=model)
+    try:
+        return _check(resources, repair)
+    finally:
+        resources.close()
+
+
+def _check(resources: Resources, repair: bool) -> CatalogCheck:
+    vector_ids = set(resources.vector_store.ids())
+    metadata_ids = set(resources.metadata_store.movie_ids())
+    result = CatalogCheck(
+        vector_count=len(vector_ids),
+        metadata_count=len(metadata_ids),
+        missing_vectors=sorted(metadata_ids - vector_ids, key=str),
+        missing_metadata=sorted(vector_ids - metadata_ids, key=str),
+    )
+    if result.consistent or not repair:
+        return result
+
+    if result.missing_vectors:
+        _upsert_vectors(resources, result.missing_vectors)
+    if result.missing_metadata:
+        deleted = resources.vector_store.delete(result.missing_metadata)
+        logger.info("Deleted %d vectors that had no metadata", deleted)
+    return CatalogCheck(**{**result.__dict__, "repaired": True})
+
+
+def _upsert_vectors(resources: Resources, movie_ids: list[Any]) -> None:
+    movies = [movie for movie in resources.metadata_store.get_movies(movie_ids) if movie is not None]
+    vectors = resources.model.encode_movies(movies)
+    resources.vector_store.upsert(
+        [movie.movie_id for movie in movies],
+        vectors,
+        [movie.genres for movie in movies],
+        [movie.year for movie in movies],
+    )
+    logger.info("Encoded and upserted %d movies that had no vector", len(movies))
