@@ -164,14 +164,15 @@ def _cached_archive(
         if actual != sha256.lower():
             raise DatasetError(
                 f"Checksum mismatch for {archive}: expected SHA-256 {sha256.lower()}, got "
-                f"{actual}. Delete the file so that it is downloaded again, or pass path=."
+                f"{actual}. Delete the file so that it is downloaded again, or pass the path of a "
+                "local copy (path=, or --data on the command line)."
             )
         return archive
 
     if not download:
         raise DatasetError(
-            f"{archive} not found and download=False. Pass path= (a MovieLens 1M folder or "
-            f"{ML_1M_ARCHIVE}), put {ML_1M_ARCHIVE} into {folder}, set {CACHE_ENV} to a "
+            f"{archive} not found and download=False. Pass path= (--data on the command line: "
+            f"a MovieLens 1M folder or {ML_1M_ARCHIVE}), put {ML_1M_ARCHIVE} into {folder}, set {CACHE_ENV} to a "
             f"folder that contains it, or allow download=True."
         )
     _download(url, archive, sha256=sha256, show_progress=show_progress)
@@ -200,7 +201,7 @@ def _download(url: str, target: Path, *, sha256: str, show_progress: bool) -> No
             raise DatasetError(
                 f"Checksum mismatch for the download of {url}: expected SHA-256 "
                 f"{sha256.lower()}, got {actual}. The file was deleted. Retry later, or "
-                f"pass path= with a copy of {ML_1M_ARCHIVE} obtained elsewhere."
+                f"pass path= (--data on the command line) with a copy of {ML_1M_ARCHIVE} obtained elsewhere."
             )
         os.replace(temporary, target)
     finally:
@@ -237,7 +238,8 @@ def _copy_url(url: str, output: BinaryIO, *, show_progress: bool) -> str:
         detail = error.reason if is_wrapper else error
         raise DatasetError(
             f"Download of {url} failed: {detail}. Pass a local path to {ML_1M_ARCHIVE} or to "
-            f"its unpacked folder as path=, or set {CACHE_ENV} to a folder that contains "
+            f"its unpacked folder as path= (--data on the command line), or set {CACHE_ENV} to a "
+            "folder that contains "
             f"{ML_1M_ARCHIVE}."
         ) from error
     return digest.hexdigest()
