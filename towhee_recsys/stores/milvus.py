@@ -485,10 +485,7 @@ class MilvusVectorStore(VectorStore):
                     f"Cannot create the folder of the Milvus Lite path '{self.uri}': {exc}. "
                     "Point milvus_uri at a writable location."
                 ) from exc
-            # Probe the lock first when no store of this process has the path open:
-            # Milvus Lite would otherwise log an error with a traceback before failing.
-            if not _lite_users.get(self._lite_path) and _lock_is_held(self._lite_path):
-                raise self._open_error(RuntimeError("lock held"))
+            _hide_lite_lock_errors()
             self._client = self._new_client()
             _lite_users[self._lite_path] = _lite_users.get(self._lite_path, 0) + 1
         logger.info("Opened Milvus Lite at %s", self._lite_path)
@@ -769,6 +766,28 @@ def _is_lock_error(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+class _LiteLockErrorFilter(logging.Filter):
+    """Drop Milvus Lite's error log for a data folder locked by another process.
+
+    milvus-lite 3.2 logs that case as an error with a full traceback before pymilvus
+    raises "Open local milvus failed"; the store raises StoreLockedError with the path
+    and the fix instead, so the log would only repeat it as noise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "DataDirLockedError" and "DataDirLockedError" not in record.getMessage()
+
+
+_lite_lock_filter = _LiteLockErrorFilter()
+
+
+def _hide_lite_lock_errors() -> None:
+    server_logger = logging.getLogger("milvus_lite.server_manager")
+    if _lite_lock_filter not in server_logger.filters:
+        server_logger.addFilter(_lite_lock_filter)
 
 
 def _lock_is_held(path: str) -> bool:

