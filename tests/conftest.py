@@ -151,10 +151,9 @@ def redis_server_url() -> str:
 def mysql_url() -> str:
     """URL of a test database on the MySQL/MariaDB server of this machine."""
     import os
+    from urllib.parse import unquote, urlsplit
 
     import pymysql
-
-    from urllib.parse import unquote, urlsplit
 
     url = os.environ.get(MYSQL_URL_ENV, "mysql://root@127.0.0.1:3306/towhee_recsys_test")
     parts = urlsplit(url)
