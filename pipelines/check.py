@@ -24,6 +24,8 @@ class CatalogCheck:
         missing_vectors: movies with metadata but no vector; search cannot find them.
         missing_metadata: movies with a vector but no metadata; recommending them fails.
         repaired: True when `repair=True` fixed every difference listed here.
+        ingest_finished: False when the last ingest was interrupted (or none ran), which
+            makes recommend refuse the catalog; only a new ingest fixes that.
     """
 
     vector_count: int
@@ -31,6 +33,7 @@ class CatalogCheck:
     missing_vectors: list[Any] = field(default_factory=list)
     missing_metadata: list[Any] = field(default_factory=list)
     repaired: bool = False
+    ingest_finished: bool = True
 
     @property
     def consistent(self) -> bool:
@@ -61,6 +64,7 @@ def _check(resources: Resources, repair: bool) -> CatalogCheck:
     vector_ids = set(resources.vector_store.ids())
     metadata_ids = set(resources.metadata_store.movie_ids())
     result = CatalogCheck(
+        ingest_finished=bool(resources.metadata_store.get_info().get("model_fingerprint")),
         vector_count=len(vector_ids),
         metadata_count=len(metadata_ids),
         missing_vectors=sorted(metadata_ids - vector_ids, key=str),

@@ -78,7 +78,8 @@ def test_killed_ingest_resumes(home, csv_files, batches):
     kill_ingest_after(home, csv_files, batches)
 
     interrupted = run_cli("check", home=home)
-    assert interrupted.returncode in (0, 8), interrupted.stderr
+    assert interrupted.returncode == 8, interrupted.stderr
+    assert "The last ingest did not finish" in interrupted.stdout
 
     resumed = run_cli("ingest", *csv_files, "--batch-size", str(BATCH_SIZE), home=home)
     assert resumed.returncode == 0, resumed.stderr

@@ -64,3 +64,12 @@ def test_wheel_layout(tmp_path):
     assert not [name for name in names if name.endswith((".dat", ".zip"))]
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "towhee-recsys = towhee_recsys.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_settings_dict_masks_credentials():
+    from towhee_recsys.settings import Settings
+
+    settings = Settings(milvus_uri="http://user:s3cret@127.0.0.1:19530", metadata_uri="mysql://root:s3cret@127.0.0.1/db")
+    assert "s3cret" not in str(settings.to_dict())
+    assert "s3cret" not in repr(settings)
+    assert settings.to_dict(include_secrets=True)["metadata_uri"] == "mysql://root:s3cret@127.0.0.1/db"

