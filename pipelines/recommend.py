@@ -46,9 +46,9 @@ def build_recommend_dag(resources: Resources) -> Any:
 class RecommendPipeline:
     """Personal recommendations for known users and for new users from demographics.
 
-    Opens the model and both stores once; call it any number of times, from several
-    threads if needed, then `close()` it (or use it as a context manager) to release
-    the Milvus Lite file for other processes.
+    The constructor opens the model and both stores once. Call the pipeline any number
+    of times, from several threads if needed. Then `close()` it, or use it as a context
+    manager, to release the Milvus Lite file for other processes.
     """
 
     def __init__(self, resources: Resources) -> None:

@@ -140,7 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    level = logging.INFO
+    if args.verbose:
+        level = logging.DEBUG
+    elif args.quiet:
+        level = logging.WARNING
     # force=True: towhee 1.1.3 installs a root handler when it is imported.
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
@@ -156,8 +160,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def _quiet_pymilvus() -> None:
     # pymilvus 3.0 configures its own loggers and handlers when it is imported, which
-    # would undo levels set before; import it now and silence the request errors that
-    # it logs with tracebacks, because the CLI reports every failure in one line.
+    # would undo levels set earlier. So import it now, then silence the request errors
+    # that it logs with tracebacks, because the CLI reports every failure in one line.
     import pymilvus  # noqa: F401
 
     for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):

@@ -1,7 +1,7 @@
 """Exception family of towhee_recsys.
 
 Every error the library raises on purpose is a `RecsysError`, so callers can catch
-one type. Subclasses say which part failed; the CLI maps each to an exit code.
+one type. Subclasses name the part that failed, and the CLI maps each to an exit code.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ class ModelError(RecsysError):
 
 
 class StoreError(RecsysError):
-    """A vector store or metadata store failed or holds inconsistent data."""
+    """A vector store or metadata store failed or contains inconsistent data."""
 
     exit_code = 5
 
 
 class StoreLockedError(StoreError):
-    """Another process holds the embedded store's file."""
+    """Another process has locked the embedded store's file."""
 
     exit_code = 6
 

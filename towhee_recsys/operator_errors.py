@@ -1,7 +1,7 @@
 """Carry the original exception of an operator through a Towhee pipeline.
 
 Towhee 1.1.3 catches any exception raised inside a node and re-raises a bare
-``RuntimeError`` whose text holds the message and a formatted traceback, so the
+``RuntimeError`` whose text contains the message and a formatted traceback, so the
 exception's type is lost. Our operators park the original exception here under a
 random key and raise an `OperatorFailure` whose message starts with that key; the
 pipeline wrappers find the key in Towhee's text and re-raise the original.

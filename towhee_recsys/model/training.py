@@ -1,9 +1,9 @@
 """Training of the two towers on explicit ratings.
 
-The objective is the one of the reference PaddlePaddle recommender: the predicted
+The objective is the one of the reference PaddlePaddle recommender. The predicted
 rating is rating_scale x cosine(user vector, movie vector), with rating_scale 5 on
-MovieLens, and the loss is its mean squared error against the rating, minimized with
-Adam on shuffled mini-batches.
+MovieLens. The loss is its mean squared error against the rating, minimized with Adam
+on shuffled mini-batches.
 """
 
 from __future__ import annotations

@@ -138,8 +138,8 @@ class RecommenderModel:
 
 
 def _use_all_cores(paddle: Any) -> None:
-    # Paddle's CPU kernels run on one thread unless told otherwise; the setter is not
-    # exported at the top level in Paddle 3.3, so look for it in both places.
+    # Paddle's CPU kernels run on one thread unless configured otherwise. Paddle 3.3 does
+    # not export the setter at the top level, so look for it in both places.
     setter = getattr(paddle, "set_num_threads", None) or getattr(paddle.base.core, "set_num_threads", None)
     if setter is not None:
         setter(os.cpu_count() or 1)

@@ -566,8 +566,8 @@ class MilvusVectorStore(VectorStore):
             timeout=self.timeout,
         )
         # Waiting for the index makes pymilvus 3.0 call AllocTimestamp, which Milvus Lite
-        # does not implement and logs as an error; the index of an empty collection is
-        # ready at once, and load_collection waits for it on a server anyway.
+        # does not implement and logs as an error. The index of an empty collection is
+        # ready at once, and on a server load_collection waits for it anyway.
         client.create_index(
             self.collection_name, index_params, timeout=self.timeout, sync=self._lite_path is None
         )
@@ -772,7 +772,7 @@ class _LiteLockErrorFilter(logging.Filter):
     """Drop Milvus Lite's error log for a data folder locked by another process.
 
     milvus-lite 3.2 logs that case as an error with a full traceback before pymilvus
-    raises "Open local milvus failed"; the store raises StoreLockedError with the path
+    raises "Open local milvus failed". The store raises StoreLockedError with the path
     and the fix instead, so the log would only repeat it as noise.
     """
 

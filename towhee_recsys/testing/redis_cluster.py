@@ -186,7 +186,7 @@ class RedisClusterProcess:
         )
 
     def _shutdown(self, index: int) -> None:
-        """Ask node `index` to save a snapshot and exit; SIGTERM if it does not answer."""
+        """Ask node `index` to save a snapshot and exit, and send SIGTERM if the request fails."""
         import redis
 
         client = redis.Redis(host=HOST, port=self._ports[index], socket_timeout=5, socket_connect_timeout=2)
