@@ -240,7 +240,7 @@ def test_closed_pipeline_rejects_calls(home):
 
 def test_operator_pool_lock_reentrant(recommender):
     # towhee 1.1.3 can deadlock when garbage collection frees a failed call's nodes while
-    # the pool lock is held; the pipelines swap in a re-entrant lock.
+    # the pool lock is held. The pipelines swap in a re-entrant lock.
     lock = recommender._dag._operator_pool._lock
     assert lock.acquire(timeout=1)
     assert lock.acquire(timeout=1)

@@ -269,7 +269,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = check_catalog(_settings(args), repair=args.repair)
     print(f"Milvus holds {result.vector_count} movies, the metadata store {result.metadata_count}.")
     if not result.ingest_finished:
-        print("The last ingest did not finish, so recommend refuses this catalog. Run `towhee-recsys ingest` again.")
+        print("The last ingest did not finish, so recommend rejects this catalog. Run `towhee-recsys ingest` again.")
         return 8
     if result.consistent:
         print("The stores agree.")

@@ -1,6 +1,6 @@
 """Where towhee_recsys keeps its files, and how to point it at servers.
 
-One data folder holds everything the embedded defaults need:
+One data folder contains everything the embedded defaults need:
 
     $TOWHEE_RECSYS_HOME (default ~/.towhee_recsys)
         model/          trained model: config.json, vocabularies.json, weights.npz
@@ -52,8 +52,8 @@ class Settings:
         metadata_uri: a local ``.rdb`` path (embedded Redis) or ``redis://host:6379/0``;
             default ``<home>/metadata.rdb``.
         collection_name: Milvus collection of the movie vectors.
-        key_prefix: prefix of the metadata store's Redis keys or MySQL tables, so several
-            catalogs share one server; empty means the backend's default
+        key_prefix: prefix of the metadata store's Redis keys or MySQL tables, so that
+            several catalogs can share one server. Empty means the backend's default
             (``towhee_recsys:`` for Redis, ``towhee_recsys_`` for MySQL).
 
     Passwords and tokens belong in the URIs or in the environment variables that the
