@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(demo, epochs=3)
     _add_location_options(demo)
     demo.add_argument("--top-k", type=int, default=10, help="movies per user (default: %(default)s)")
+
+    serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: %(default)s)")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
+    _add_location_options(serve)
     return parser
 
 
@@ -322,6 +328,26 @@ def _demo_new_user(dataset: Any) -> dict[str, Any]:
     return most_common
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    # FastAPI and uvicorn are imported here only, to keep `towhee-recsys --help` fast.
+    from towhee_recsys.pipelines import recommend_pipeline
+    from towhee_recsys.serving import check_address_free, run_server
+    from towhee_recsys.validation import invalid_parameter
+
+    if not 0 <= args.port <= 65535:
+        raise invalid_parameter("--port", "a TCP port from 0 to 65535", args.port)
+    check_address_free(args.host, args.port)
+    # Opened before uvicorn starts, so that a missing model or catalog is reported in
+    # one line with its exit code. The application closes it when it shuts down, and
+    # the second close() here, for a failed start, does nothing after that.
+    pipeline = recommend_pipeline(_settings(args))
+    try:
+        run_server(pipeline, args.host, args.port, log_requests=not args.no_access_log)
+    finally:
+        pipeline.close()
+    return 0
+
+
 def format_table(recommendations: Sequence[Any]) -> str:
     """Format recommendations as an aligned text table."""
     lines = [f"{'rank':>4}  {'movie_id':>8}  {'score':>6}  title / genres"]
@@ -357,6 +383,7 @@ _COMMANDS = {
     "recommend": cmd_recommend,
     "check": cmd_check,
     "demo": cmd_demo,
+    "serve": cmd_serve,
 }
 
 if __name__ == "__main__":
