@@ -27,6 +27,7 @@ logger = logging.getLogger("towhee_recsys.cli")
 
 DEMO_USER_IDS = (1, 2, 3)
 DEMO_NEW_USER = {"gender": "F", "age": 25, "occupation": 4}
+EVALUATION_PROTOCOLS = ("recbole", "leave-last-out", "rating", "all")
 
 
 def _add_location_options(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +68,18 @@ def _add_training_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group.add_argument("--batch-size", type=int, default=1024, help="ratings per step (default: %(default)s)")
     group.add_argument("--learning-rate", type=float, default=2e-3, help="Adam step size (default: %(default)s)")
     group.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+
+
+def _add_evaluation_training_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training (default: the model configuration's defaults)")
+    group.add_argument("--objective", choices=("rating", "contrastive"), help="training objective of the two towers")
+    group.add_argument("--epochs", type=int, help="maximum passes over the training ratings")
+    group.add_argument("--patience", type=int, help="stop after this many epochs without a better validation score")
+    group.add_argument("--batch-size", type=int, help="ratings per step of the rating objective")
+    group.add_argument("--learning-rate", type=float, help="Adam step size")
+    group.add_argument(
+        "--seed", type=int, default=42, help="seed of the splits, baselines and model (default: %(default)s)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on (default: %(default)s)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log one line per request")
     _add_location_options(serve)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="train on a protocol's training split and report test metrics beside baselines"
+    )
+    evaluate.add_argument(
+        "--protocol", choices=EVALUATION_PROTOCOLS, default="recbole", help="evaluation protocol (default: %(default)s)"
+    )
+    _add_data_options(evaluate)
+    _add_evaluation_training_options(evaluate)
+    evaluate.add_argument(
+        "--min-count", type=int, default=10,
+        help="recbole protocol: keep users and movies with at least this many ratings >= 3 (default: %(default)s)",
+    )
+    evaluate.add_argument("--no-served", action="store_true", help="skip the slower pass through Milvus search")
+    evaluate.add_argument("--output", metavar="JSON", help="also write the full report as JSON to this file")
+    evaluate.add_argument("--markdown", metavar="MD", help="also write the printed tables to this Markdown file")
     return parser
 
 
@@ -377,6 +406,40 @@ def _parse_id(value: str | None, id_type: str) -> Any:
         raise invalid_parameter("--user-id", "an integer id", value) from None
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from towhee_recsys.evaluation import evaluate, read_imputed_timestamps
+    from towhee_recsys.model import ModelConfig
+
+    options = ("objective", "epochs", "patience", "batch_size", "learning_rate")
+    chosen = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+    config = ModelConfig(seed=args.seed, **chosen)
+    dataset = _load_dataset(args)
+    imputed = read_imputed_timestamps(args.data) if args.data else None
+    started = time.perf_counter()
+    report = evaluate(
+        dataset, args.protocol, config, seed=args.seed, served=not args.no_served,
+        show_progress=_show_progress(args), imputed_timestamps=imputed, min_count=args.min_count,
+    )
+    markdown = report.to_markdown()
+    print(markdown)
+    print(f"Evaluation finished in {time.perf_counter() - started:.0f} s.")
+    _write_text(args.output, json.dumps(report.to_dict(), indent=1) + "\n", "--output")
+    _write_text(args.markdown, markdown, "--markdown")
+    return 0
+
+
+def _write_text(path: str | None, text: str, option: str) -> None:
+    from towhee_recsys.errors import RecsysError
+
+    if path is None:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as error:
+        raise RecsysError(f"Failed to write {option} file {path}: {error.strerror or error}.") from error
+
+
 _COMMANDS = {
     "train": cmd_train,
     "ingest": cmd_ingest,
@@ -384,6 +447,7 @@ _COMMANDS = {
     "check": cmd_check,
     "demo": cmd_demo,
     "serve": cmd_serve,
+    "evaluate": cmd_evaluate,
 }
 
 if __name__ == "__main__":
