@@ -1,10 +1,11 @@
 """Contracts of the two stores and the helpers every backend shares.
 
 `VectorStore` keeps one unit-norm embedding per movie and runs inner-product (IP)
-top-k searches. `MetadataStore` keeps movie records, user demographics and the
-movie ids each user rated. Each backend lives in its own module and implements one
-of these abstract classes. No backend module imports its client library at module
-level, so `import towhee_recsys.stores` stays cheap.
+top-k searches. `MetadataStore` keeps movie records, user demographics, the movie
+ids each user rated, and the ratings recorded online since the last ingest. Each
+backend lives in its own module and implements one of these abstract classes. No
+backend module imports its client library at module level, so
+`import towhee_recsys.stores` stays cheap.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -40,13 +41,17 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class UserRecord:
-    """A user's demographics and the ids of the movies the user rated.
+    """A user's demographics, the ids of the movies the user rated, and online ratings.
 
     Fields of `user` are None where the store has no demographics for the user.
+    `online_ratings` maps movie id to rating for ratings recorded with
+    `MetadataStore.put_online_ratings` since the user's rated set was last replaced
+    by `put_rated` (an ingest). Their movie ids are in `rated_movie_ids` too.
     """
 
     user: User
     rated_movie_ids: tuple[Id, ...]
+    online_ratings: Mapping[Id, float] = field(default_factory=dict)
 
 
 class VectorStore(ABC):
@@ -103,6 +108,10 @@ class VectorStore(ABC):
         """Return the stored embedding of each id that exists."""
 
     @abstractmethod
+    def get_filter_fields(self, ids: Sequence[Id]) -> dict[Id, tuple[tuple[str, ...], int | None]]:
+        """Return the stored genres and year (None when unknown) of each id that exists."""
+
+    @abstractmethod
     def delete(self, ids: Sequence[Id]) -> int:
         """Delete the given ids and return how many of them existed."""
 
@@ -151,15 +160,35 @@ class MetadataStore(ABC):
 
     @abstractmethod
     def put_rated(self, rated: Mapping[Id, Iterable[Id]], batch_size: int = 1000) -> int:
-        """Replace each given user's rated movie ids and return the number of users."""
+        """Replace each given user's rated movie ids and return the number of users.
+
+        The users' online ratings are deleted too, because a new rated set comes
+        with a model trained on it.
+        """
 
     @abstractmethod
     def add_rated(self, user_id: Id, movie_ids: Iterable[Id]) -> int:
         """Add movie ids to a user's rated set and return how many were new."""
 
     @abstractmethod
+    def put_online_ratings(self, user_id: Id, ratings: Mapping[Id, float]) -> int:
+        """Store ratings of one user and add their movie ids to the user's rated set.
+
+        A movie rated again replaces its earlier online rating. Both writes happen in
+        one round trip and together (one transaction, or one hash slot's pipeline).
+        Returns the number of ratings written.
+        """
+
+    @abstractmethod
     def get_user(self, user_id: Id) -> UserRecord | None:
         """Return the user's record, or None when the store has no data on the user."""
+
+    @abstractmethod
+    def get_users(self, user_ids: Sequence[Id]) -> list[UserRecord | None]:
+        """Return the record of each user id in input order, None where the store has none.
+
+        Reads all users in one round trip (one per node on a Redis Cluster).
+        """
 
     @abstractmethod
     def set_info(self, mapping: Mapping[str, Any]) -> None:
@@ -281,6 +310,23 @@ def normalize_ids(values: Iterable[Any], id_type: str, name: str = "movie_ids") 
     if isinstance(values, (str, bytes)):
         raise invalid_parameter(name, "a sequence of ids", values, "Wrap a single id in a list.")
     return [normalize_id(value, id_type, name) for value in values]
+
+
+def normalize_ratings(ratings: Any, id_type: str) -> dict[Id, float]:
+    """Return `ratings` (movie id to rating) with normalized ids and float ratings.
+
+    Raises InvalidParameterError for a value that is not a mapping, an id of the
+    other kind, or a rating that is not a finite number.
+    """
+    if not isinstance(ratings, Mapping):
+        raise invalid_parameter("ratings", "a mapping of movie id to rating", type(ratings).__name__)
+    normalized: dict[Id, float] = {}
+    for movie_id, rating in ratings.items():
+        is_number = isinstance(rating, (int, float, np.integer, np.floating)) and not isinstance(rating, bool)
+        if not is_number or not np.isfinite(rating):
+            raise invalid_parameter("rating", f"a finite number for movie {movie_id!r}", rating)
+        normalized[normalize_id(movie_id, id_type)] = float(rating)
+    return normalized
 
 
 def check_unique_ids(ids: Sequence[Id], name: str = "movie_ids") -> None:

@@ -7,6 +7,10 @@ Collection schema (``towhee_recsys_movies`` by default):
     genres     ARRAY of VARCHAR, at most 64 genres of at most 64 bytes each
     year       INT64, -1 when the year is unknown
 
+`genres` and `year` let a search filter movies inside the vector query (see
+`filter_expression`). A collection without them, made by an older version,
+raises StoreError on open: drop it and ingest again.
+
 The FLAT index compares the query with every stored vector, so search results are
 exact and equal a NumPy inner-product ranking. At catalog sizes of tens of
 thousands of movies that costs little. Every request uses consistency level "Strong", so a
@@ -82,6 +86,14 @@ GENRE_MAX_BYTES = 64
 MAX_TOP_K = 16384
 # Query vectors per search request, well below Milvus' maximum nq of 16384.
 MAX_QUERIES_PER_REQUEST = 1024
+# Up to this many query vectors that exclude ids are searched one request each, with
+# the ids in a `not in` expression. More are searched in shared requests that ask for
+# extra hits and drop the excluded ids afterwards (see `_search_excluding`).
+MAX_EXPRESSION_EXCLUSIONS = 2
+# First extra hits per query in a shared request, as a multiple of top_k; each later
+# round asks for EXTRA_HITS_GROWTH times more, up to top_k + the number of excluded ids.
+FIRST_EXTRA_HITS = 1
+EXTRA_HITS_GROWTH = 4
 # Ids per `movie_id in [...]` expression of get_embeddings and delete.
 ID_BATCH_SIZE = 1000
 
@@ -297,14 +309,18 @@ class MilvusVectorStore(VectorStore):
         if not isinstance(filter, str):
             raise invalid_parameter("filter", "a Milvus filter expression string", filter)
         excluded = self._check_exclude(exclude, len(queries))
+        user_filter = f"({filter})" if filter.strip() else ""
 
         results: list[list[SearchHit]] = [[] for _ in range(len(queries))]
-        for expression, rows in _group_by_filter(excluded, filter).items():
-            for start in range(0, len(rows), MAX_QUERIES_PER_REQUEST):
-                chunk = rows[start : start + MAX_QUERIES_PER_REQUEST]
-                hits = self._search_chunk(queries[chunk], limit, expression)
-                for row, row_hits in zip(chunk, hits, strict=True):
-                    results[row] = row_hits
+        plain = [row for row, ids in enumerate(excluded) if not ids]
+        excluding = [row for row, ids in enumerate(excluded) if ids]
+        self._search_rows(queries, plain, limit, user_filter, results)
+        if len(excluding) <= MAX_EXPRESSION_EXCLUSIONS:
+            for row in excluding:
+                expression = _and(user_filter, _in_expr(excluded[row], negate=True))
+                self._search_rows(queries, [row], limit, expression, results)
+        else:
+            self._search_excluding(queries, excluding, limit, user_filter, excluded, results)
         return results
 
     def count(self) -> int:
@@ -342,6 +358,21 @@ class MilvusVectorStore(VectorStore):
             for row in rows:
                 embeddings[row[ID_FIELD]] = np.asarray(row[VECTOR_FIELD], dtype=np.float32)
         return embeddings
+
+    def get_filter_fields(self, ids: Sequence[Id]) -> dict[Id, tuple[tuple[str, ...], int | None]]:
+        """Return the stored genres and year (None when unknown) of each id that exists."""
+        requested = list(dict.fromkeys(normalize_ids(ids, self.id_type)))
+        fields: dict[Id, tuple[tuple[str, ...], int | None]] = {}
+        for start in range(0, len(requested), ID_BATCH_SIZE):
+            expression = _in_expr(requested[start : start + ID_BATCH_SIZE])
+            rows = self._request(
+                "query",
+                partial(_query, self.collection_name, expression, [ID_FIELD, GENRES_FIELD, YEAR_FIELD], self.timeout),
+            )
+            for row in rows:
+                year = int(row[YEAR_FIELD])
+                fields[row[ID_FIELD]] = (tuple(row[GENRES_FIELD]), None if year == UNKNOWN_YEAR else year)
+        return fields
 
     def describe(self) -> dict[str, Any]:
         """Return backend, redacted uri, collection_name, dim, id_type, metric, index and count."""
@@ -597,6 +628,17 @@ class MilvusVectorStore(VectorStore):
         if found_type != self.id_type:
             self._raise_mismatch(f'id_type "{found_type}"', f'id_type "{self.id_type}"')
 
+        genres_field, year_field = fields.get(GENRES_FIELD), fields.get(YEAR_FIELD)
+        genres_ok = genres_field is not None and genres_field["type"] == DataType.ARRAY
+        if not genres_ok or year_field is None or year_field["type"] != DataType.INT64:
+            raise StoreError(
+                f"Milvus collection '{self.collection_name}' at '{self._uri_text}' has no "
+                f"'{GENRES_FIELD}' (ARRAY of VARCHAR) and '{YEAR_FIELD}' (INT64) fields, which "
+                "genre and year filters need; an older version created it. Drop it with "
+                f"MilvusVectorStore(uri, collection_name='{self.collection_name}').drop() and run "
+                "`towhee-recsys ingest` again, or ingest into another collection_name."
+            )
+
     def _raise_mismatch(self, found: str, expected: str) -> None:
         raise StoreError(
             f"Milvus collection '{self.collection_name}' at '{self._uri_text}' has {found}, "
@@ -616,10 +658,68 @@ class MilvusVectorStore(VectorStore):
     # ----- requests, each sent through _request -----
 
     def _search_chunk(self, queries: np.ndarray, limit: int, expression: str) -> list[list[SearchHit]]:
+        return [hits for hits, _ in self._search_chunk_counted(queries, limit, expression)]
+
+    def _search_chunk_counted(
+        self, queries: np.ndarray, limit: int, expression: str
+    ) -> list[tuple[list[SearchHit], int]]:
+        """Return each query's hits and the number of hits Milvus sent before removing repeats."""
         raw = self._request(
             "search", partial(_search, self.collection_name, list(queries), limit, expression, self.timeout)
         )
-        return [_to_hits(hits) for hits in raw]
+        return [(_to_hits(hits), len(hits)) for hits in raw]
+
+    def _search_rows(
+        self, queries: np.ndarray, rows: list[int], limit: int, expression: str, results: list[list[SearchHit]]
+    ) -> None:
+        """Search the query vectors `rows` with one expression, in requests of up to 1024 queries."""
+        for start in range(0, len(rows), MAX_QUERIES_PER_REQUEST):
+            chunk = rows[start : start + MAX_QUERIES_PER_REQUEST]
+            for row, row_hits in zip(chunk, self._search_chunk(queries[chunk], limit, expression), strict=True):
+                results[row] = row_hits
+
+    def _search_excluding(
+        self,
+        queries: np.ndarray,
+        rows: list[int],
+        limit: int,
+        user_filter: str,
+        excluded: list[tuple[Id, ...]],
+        results: list[list[SearchHit]],
+    ) -> None:
+        """Search many query vectors that exclude different ids, sharing requests.
+
+        Each round asks Milvus for `limit` plus some extra hits per query and drops the
+        excluded ids. A query is done when `limit` hits remain or Milvus sent fewer hits
+        than asked, so no more rows match. The others go to the next round, which asks
+        for EXTRA_HITS_GROWTH times more extra hits, up to `limit` + the number of
+        excluded ids, which always leaves `limit` hits. A query that needs more than
+        MAX_TOP_K hits that way is searched alone with a `not in` expression instead.
+        Queries are grouped by their request size, so few queries ask for many hits.
+        """
+        excluded_sets = {row: set(excluded[row]) for row in rows}
+        extra = {row: min(limit * FIRST_EXTRA_HITS, len(excluded[row])) for row in rows}
+        pending = rows
+        while pending:
+            by_size: dict[int, list[int]] = {}
+            for row in pending:
+                by_size.setdefault(min(limit + extra[row], MAX_TOP_K), []).append(row)
+            pending = []
+            for size, group in sorted(by_size.items()):
+                for start in range(0, len(group), MAX_QUERIES_PER_REQUEST):
+                    chunk = group[start : start + MAX_QUERIES_PER_REQUEST]
+                    answers = self._search_chunk_counted(queries[chunk], size, user_filter)
+                    for row, (hits, sent) in zip(chunk, answers, strict=True):
+                        kept = [hit for hit in hits if hit.movie_id not in excluded_sets[row]]
+                        if len(kept) >= limit or sent < size:
+                            results[row] = kept[:limit]
+                        elif size >= MAX_TOP_K or extra[row] >= len(excluded[row]):
+                            # Repeated ids in Milvus' reply or more than MAX_TOP_K hits needed.
+                            expression = _and(user_filter, _in_expr(excluded[row], negate=True))
+                            self._search_rows(queries, [row], limit, expression, results)
+                        else:
+                            extra[row] = min(extra[row] * EXTRA_HITS_GROWTH, len(excluded[row]))
+                            pending.append(row)
 
     def _id_page(self, after: Id | None, page_size: int) -> list[Id]:
         # NOTE: iterator="True" makes the server return pages sorted by primary key,
@@ -862,15 +962,28 @@ def _in_expr(ids: Sequence[Id], *, negate: bool = False) -> str:
     return f"{ID_FIELD} {operator} [{', '.join(_id_literal(movie_id) for movie_id in ids)}]"
 
 
-def _group_by_filter(excluded: list[tuple[Id, ...]], user_filter: str) -> dict[str, list[int]]:
-    """Map each distinct filter expression to the query rows that use it."""
-    groups: dict[str, list[int]] = {}
-    for row, ids in enumerate(excluded):
-        parts = [f"({user_filter})"] if user_filter.strip() else []
-        if ids:
-            parts.append(_in_expr(ids, negate=True))
-        groups.setdefault(" and ".join(parts), []).append(row)
-    return groups
+def _and(*expressions: str) -> str:
+    return " and ".join(expression for expression in expressions if expression)
+
+
+def filter_expression(
+    genres: Sequence[str] | None = None, year_min: int | None = None, year_max: int | None = None
+) -> str:
+    """Return the Milvus filter expression for movies of any of `genres` within a year range.
+
+    Each argument that is None (or an empty genre list) sets no condition, so all None
+    gives "". A year bound leaves out movies of unknown year (stored as -1). The caller
+    checks that the genres exist and the bounds are integers.
+    """
+    parts = []
+    if genres:
+        names = ", ".join(_id_literal(str(name)) for name in genres)
+        parts.append(f"array_contains_any({GENRES_FIELD}, [{names}])")
+    if year_min is not None or year_max is not None:
+        parts.append(f"{YEAR_FIELD} >= {max(0, int(year_min or 0))}")
+    if year_max is not None:
+        parts.append(f"{YEAR_FIELD} <= {int(year_max)}")
+    return " and ".join(parts)
 
 
 def _to_hits(raw_hits: Any) -> list[SearchHit]:

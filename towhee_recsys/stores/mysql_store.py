@@ -5,6 +5,7 @@ Tables, each named with `key_prefix` (default ``towhee_recsys_``):
     {prefix}movies  movie_id (primary key), title, genres ("|"-joined), year (NULL when unknown)
     {prefix}users   user_id (primary key), gender, age, occupation (NULL when unknown)
     {prefix}rated   user_id, movie_id: one row per rated movie, both columns the primary key
+    {prefix}online  user_id, movie_id, rating: ratings recorded online since the last ingest
     {prefix}info    name (primary key), value: catalog facts written by set_info
 
 Ids are BIGINT for ``id_type="int"``. For ``id_type="str"`` they are the UTF-8 bytes
@@ -42,6 +43,7 @@ from towhee_recsys.stores.base import (
     check_timeout,
     normalize_id,
     normalize_ids,
+    normalize_ratings,
     redact_uri,
 )
 from towhee_recsys.validation import check_positive_int, invalid_parameter
@@ -57,7 +59,7 @@ DEFAULT_KEY_PREFIX = "towhee_recsys_"
 DEFAULT_PORT = 3306
 PASSWORD_ENV = "TOWHEE_RECSYS_MYSQL_PASSWORD"
 GENRE_SEPARATOR = "|"
-TABLE_KINDS = ("movies", "users", "rated", "info")
+TABLE_KINDS = ("movies", "users", "rated", "info", "online")
 # Maximum length of a string id in UTF-8 bytes, because two ids form the rated table's
 # primary key and InnoDB limits a key to 3072 bytes.
 MAX_STR_ID_BYTES = 1024
@@ -131,7 +133,7 @@ def parse_mysql_uri(uri: str) -> ConnectionSettings:
 
 
 class MySQLMetadataStore(MetadataStore):
-    """Movie records, user demographics and rated movie ids in four MySQL tables.
+    """Movie records, user demographics, rated movie ids and online ratings in five MySQL tables.
 
     Args:
         uri: ``mysql://user[:password]@host[:port]/database``. The database must exist.
@@ -182,7 +184,7 @@ class MySQLMetadataStore(MetadataStore):
     # ----- lifecycle -----
 
     def open(self) -> None:
-        """Connect and create the four tables if they are missing. Later calls do nothing.
+        """Connect and create the five tables if they are missing. Later calls do nothing.
 
         Raises StoreError when existing tables hold ids of the other id_type.
         """
@@ -286,7 +288,8 @@ class MySQLMetadataStore(MetadataStore):
         """Replace each given user's rated movie ids and return the number of users written.
 
         Each batch of users is one transaction of DELETE and INSERT, so no reader sees
-        a user's set half replaced. An empty set removes the user's rated movies.
+        a user's set half replaced. An empty set removes the user's rated movies. The
+        users' online ratings are deleted in the same transaction.
         """
         batch_size = check_positive_int("batch_size", batch_size)
         written = 0
@@ -317,33 +320,86 @@ class MySQLMetadataStore(MetadataStore):
         rows = [(user_key, movie_key) for movie_key in movie_keys]
         return int(self._write("add_rated", lambda cursor: cursor.executemany(sql, rows)))
 
-    def get_user(self, user_id: Id) -> UserRecord | None:
-        """Return the user's demographics and rated movie ids, read in one round trip.
+    def put_online_ratings(self, user_id: Id, ratings: Mapping[Id, float]) -> int:
+        """Store online ratings and add their movie ids to the rated set; return the number written.
 
-        One SELECT joins a one-row derived table holding the id to both the users and
-        the rated table, so it returns a row even when only one of them has the user.
+        Both tables are written in one transaction, so readers see both changes or neither.
+        """
+        user_key = self._write_key(user_id, "user_id")
+        normalized = normalize_ratings(ratings, self.id_type)
+        if not normalized:
+            return 0
+        rows = [(user_key, self._write_key(movie_id, "movie_id"), rating) for movie_id, rating in normalized.items()]
+        online_sql = (
+            f"INSERT INTO `{self._tables['online']}` (user_id, movie_id, rating) VALUES (%s, %s, %s) "
+            "ON DUPLICATE KEY UPDATE rating = VALUES(rating)"
+        )
+        rated_sql = (
+            f"INSERT INTO `{self._tables['rated']}` (user_id, movie_id) VALUES (%s, %s) "
+            "ON DUPLICATE KEY UPDATE movie_id = movie_id"
+        )
+
+        def write(cursor: pymysql.cursors.Cursor) -> int:
+            cursor.executemany(online_sql, rows)
+            cursor.executemany(rated_sql, [row[:2] for row in rows])
+            return len(rows)
+
+        return self._write("put_online_ratings", write)
+
+    def get_user(self, user_id: Id) -> UserRecord | None:
+        """Return the user's demographics, rated movie ids and online ratings, in one round trip.
+
         A user with rated movies but no demographics gets a User with None fields.
         Returns None when the store has neither for `user_id`.
         """
-        user_id = normalize_id(user_id, self.id_type, "user_id")
+        return self._read_users([normalize_id(user_id, self.id_type, "user_id")], "get_user")[0]
+
+    def get_users(self, user_ids: Sequence[Id]) -> list[UserRecord | None]:
+        """Return the record of each user id in input order, None where the store has none.
+
+        One SELECT of three parts joined by UNION ALL reads the users, rated and online
+        rows of all ids (``WHERE user_id IN (...)``), so one round trip.
+        """
+        return self._read_users(normalize_ids(user_ids, self.id_type, "user_ids"), "get_users")
+
+    def _read_users(self, user_ids: list[Id], operation: str) -> list[UserRecord | None]:
+        if not user_ids:
+            return []
+        keys = list(dict.fromkeys(self._id_key(user_id) for user_id in user_ids))
+        ids = _placeholders(len(keys))
+        # The first column tells the parts apart: 0 demographics, 1 rated, 2 online.
         sql = (
-            "SELECT u.user_id IS NOT NULL, u.gender, u.age, u.occupation, r.movie_id "
-            "FROM (SELECT %s AS user_id) AS q "
-            f"LEFT JOIN `{self._tables['users']}` AS u ON u.user_id = q.user_id "
-            f"LEFT JOIN `{self._tables['rated']}` AS r ON r.user_id = q.user_id"
+            f"SELECT 0, user_id, gender, age, occupation, NULL, NULL FROM `{self._tables['users']}` "
+            f"WHERE user_id IN ({ids}) "
+            f"UNION ALL SELECT 1, user_id, NULL, NULL, NULL, movie_id, NULL FROM `{self._tables['rated']}` "
+            f"WHERE user_id IN ({ids}) "
+            f"UNION ALL SELECT 2, user_id, NULL, NULL, NULL, movie_id, rating FROM `{self._tables['online']}` "
+            f"WHERE user_id IN ({ids})"
         )
-        rows = self._read("get_user", sql, [self._id_key(user_id)])
-        has_profile, gender, age, occupation, _ = rows[0]
-        rated = tuple(sorted(self._parse_id(row[4]) for row in rows if row[4] is not None))
-        if not has_profile and not rated:
+        rows = self._read(operation, sql, keys * 3)
+
+        profiles: dict[Any, tuple] = {}
+        rated: dict[Any, list[Id]] = {}
+        online: dict[Any, dict[Id, float]] = {}
+        for part, user_key, gender, age, occupation, movie_id, rating in rows:
+            if part == 0:
+                profiles[user_key] = (gender, age, occupation)
+            elif part == 1:
+                rated.setdefault(user_key, []).append(self._parse_id(movie_id))
+            else:
+                online.setdefault(user_key, {})[self._parse_id(movie_id)] = float(rating)
+        return [self._user_record_from(user_id, profiles, rated, online) for user_id in user_ids]
+
+    def _user_record_from(
+        self, user_id: Id, profiles: dict[Any, tuple], rated: dict[Any, list[Id]], online: dict[Any, dict[Id, float]]
+    ) -> UserRecord | None:
+        key = self._id_key(user_id)
+        profile, movie_ids = profiles.get(key), rated.get(key, [])
+        if profile is None and not movie_ids:
             return None
-        user = User(
-            user_id=user_id,
-            gender=gender or None,
-            age=_parse_code(age),
-            occupation=_parse_code(occupation),
-        )
-        return UserRecord(user=user, rated_movie_ids=rated)
+        gender, age, occupation = profile or (None, None, None)
+        user = User(user_id=user_id, gender=gender or None, age=_parse_code(age), occupation=_parse_code(occupation))
+        return UserRecord(user=user, rated_movie_ids=tuple(sorted(movie_ids)), online_ratings=online.get(key, {}))
 
     def count_users(self) -> int:
         """Return the exact number of users with demographics, rated movies or both."""
@@ -372,18 +428,18 @@ class MySQLMetadataStore(MetadataStore):
         return {bytes(name).decode("utf-8"): value for name, value in rows}
 
     def clear(self) -> int:
-        """Delete every row of this store's four tables and return the number of records removed.
+        """Delete every row of this store's five tables and return the number of records removed.
 
         The count matches the keys the Redis store removes: one per movie, one per user
-        with demographics, one per user with rated movies, and one for the catalog
-        facts if there were any. The tables themselves stay.
+        with demographics, one per user with rated movies, one per user with online
+        ratings, and one for the catalog facts if there were any. The tables themselves stay.
         """
         removed = self._write("clear", self._clear_steps)
         logger.info("Cleared %d records from the %s* tables at %s", removed, self.key_prefix, self._uri_text)
         return removed
 
     def drop_tables(self) -> None:
-        """Drop this store's four tables with all their rows. The next call creates them again."""
+        """Drop this store's five tables with all their rows. The next call creates them again."""
         names = ", ".join(f"`{table}`" for table in self._tables.values())
 
         def drop(connection: pymysql.connections.Connection) -> None:
@@ -414,10 +470,11 @@ class MySQLMetadataStore(MetadataStore):
         table = self._tables["rated"]
 
         def replace(cursor: pymysql.cursors.Cursor) -> None:
-            cursor.execute(
-                f"DELETE FROM `{table}` WHERE user_id IN ({_placeholders(len(user_keys))})",
-                user_keys,
-            )
+            for kind in ("rated", "online"):
+                cursor.execute(
+                    f"DELETE FROM `{self._tables[kind]}` WHERE user_id IN ({_placeholders(len(user_keys))})",
+                    user_keys,
+                )
             if rows:
                 cursor.executemany(f"INSERT INTO `{table}` (user_id, movie_id) VALUES (%s, %s)", rows)
 
@@ -427,16 +484,19 @@ class MySQLMetadataStore(MetadataStore):
         # FOR UPDATE locks the rated rows, so the count matches the rows deleted next.
         cursor.execute(f"SELECT COUNT(DISTINCT user_id) FROM `{self._tables['rated']}` FOR UPDATE")
         rated_users = int(cursor.fetchone()[0])
+        cursor.execute(f"SELECT COUNT(DISTINCT user_id) FROM `{self._tables['online']}` FOR UPDATE")
+        online_users = int(cursor.fetchone()[0])
         cursor.execute(f"DELETE FROM `{self._tables['rated']}`")
+        cursor.execute(f"DELETE FROM `{self._tables['online']}`")
         movies = cursor.execute(f"DELETE FROM `{self._tables['movies']}`")
         users = cursor.execute(f"DELETE FROM `{self._tables['users']}`")
         info_rows = cursor.execute(f"DELETE FROM `{self._tables['info']}`")
-        return movies + users + rated_users + (1 if info_rows else 0)
+        return movies + users + rated_users + online_users + (1 if info_rows else 0)
 
     def _create_tables(self, connection: pymysql.connections.Connection) -> list[tuple]:
         """Create the missing tables and return (table, column, data type) of their id columns."""
         id_sql = "BIGINT" if self.id_type == "int" else f"VARBINARY({MAX_STR_ID_BYTES})"
-        movies, users, rated, info = (self._tables[kind] for kind in TABLE_KINDS)
+        movies, users, rated, info, online = (self._tables[kind] for kind in TABLE_KINDS)
         statements = [
             f"CREATE TABLE IF NOT EXISTS `{movies}` (movie_id {id_sql} NOT NULL PRIMARY KEY, "
             f"title TEXT NOT NULL, genres TEXT NOT NULL, year INT NULL) {TABLE_OPTIONS}",
@@ -446,15 +506,17 @@ class MySQLMetadataStore(MetadataStore):
             f"movie_id {id_sql} NOT NULL, PRIMARY KEY (user_id, movie_id)) {TABLE_OPTIONS}",
             f"CREATE TABLE IF NOT EXISTS `{info}` (name VARBINARY({MAX_STR_ID_BYTES}) NOT NULL "
             f"PRIMARY KEY, value TEXT NOT NULL) {TABLE_OPTIONS}",
+            f"CREATE TABLE IF NOT EXISTS `{online}` (user_id {id_sql} NOT NULL, movie_id {id_sql} NOT NULL, "
+            f"rating DOUBLE NOT NULL, PRIMARY KEY (user_id, movie_id)) {TABLE_OPTIONS}",
         ]
         with connection.cursor() as cursor:
             for statement in statements:
                 cursor.execute(statement)
             cursor.execute(
                 "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (%s, %s, %s) "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (%s, %s, %s, %s) "
                 "AND COLUMN_NAME IN ('movie_id', 'user_id')",
-                [movies, users, rated],
+                [movies, users, rated, online],
             )
             return list(cursor.fetchall())
 

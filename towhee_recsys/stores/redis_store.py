@@ -21,13 +21,17 @@ stored in the same hash slot, so on the same cluster node.
     <prefix>{movies}:<movie_id>       hash  title, genres ("|"-joined), year ("" when unknown)
     <prefix>{user:<user_id>}:profile  hash  gender, age, occupation ("" when unknown)
     <prefix>{user:<user_id>}:rated    set   ids of the movies the user rated
+    <prefix>{user:<user_id>}:online   hash  movie id -> rating, for ratings recorded
+                                            online since the last ingest
     <prefix>info                      hash  catalog facts written by set_info (id type,
                                             model fingerprint, counts), values as strings
 
 All movie keys share one tag, so `get_movies` reads any ids with one pipeline sent to
-one node. A user's two keys share that user's tag, so `get_user` does too. Both are
-one round trip on every backend. The price on a cluster: every movie record of a
-catalog lives on one node, while users spread over all nodes. A key prefix with a
+one node. A user's keys share that user's tag, so `get_user` does too. Both are
+one round trip on every backend. `get_users` sends one pipeline, which redis-py's
+cluster client splits into one round trip per node that holds some of the users.
+The price on a cluster: every movie record of a catalog lives on one node, while
+users spread over all nodes. A key prefix with a
 brace is rejected, because it would change the tags.
 
 Ids are written with str() and read back as int when ``id_type="int"``. Counts
@@ -71,6 +75,7 @@ from towhee_recsys.stores.base import (
     check_timeout,
     normalize_id,
     normalize_ids,
+    normalize_ratings,
     redact_uri,
 )
 from towhee_recsys.validation import check_positive_int, invalid_parameter
@@ -98,16 +103,27 @@ _INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 _CLUSTER_NODE = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/?#@\[\],]+)):(?P<port>\d{1,5})")
 
-# Replaces one user's rated set in one atomic step: Redis runs no other command while
-# a script runs, and the script touches one key, so it also runs on a Redis Cluster.
-# SADD gets at most 1000 members per call, because unpack() in Redis' Lua fails with
-# "too many results to unpack" from 8000 values on (measured with Redis 7.0).
+# Replaces one user's rated set and deletes the user's online ratings in one atomic
+# step: Redis runs no other command while a script runs, and both keys carry the
+# user's hash tag, so the script also runs on a Redis Cluster. SADD gets at most 1000
+# members per call, because unpack() in Redis' Lua fails with "too many results to
+# unpack" from 8000 values on (measured with Redis 7.0).
 _REPLACE_SET_SCRIPT = """
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 for first = 1, #ARGV, 1000 do
     redis.call('SADD', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 return #ARGV
+"""
+
+# Stores online ratings (ARGV: movie id, rating, movie id, rating, ...) in the user's
+# online hash and adds the movie ids to the user's rated set, atomically.
+_ONLINE_RATINGS_SCRIPT = """
+for i = 1, #ARGV, 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('SADD', KEYS[2], ARGV[i])
+end
+return #ARGV / 2
 """
 
 T = TypeVar("T")
@@ -352,25 +368,24 @@ class RedisMetadataStore(MetadataStore):
     def put_rated(self, rated: Mapping[Id, Iterable[Id]], batch_size: int = 1000) -> int:
         """Replace each given user's rated movie ids and return the number of users written.
 
-        Each user's set is replaced by one Lua script (DEL, then SADD), so no reader
-        sees it half replaced. Each batch of users goes to Redis as one pipeline.
+        Each user's set is replaced, and the user's online ratings deleted, by one Lua
+        script (DEL, then SADD), so no reader sees it half replaced. Each batch of users
+        goes to Redis as one pipeline.
         """
         batch_size = check_positive_int("batch_size", batch_size)
         client = self._ready_client()
         written = 0
         for batch in _batched(rated.items(), batch_size):
             sets = [
-                (
-                    self._user_key(normalize_id(user_id, self.id_type, "user_id"), "rated"),
-                    normalize_ids(movie_ids, self.id_type),
-                )
+                (normalize_id(user_id, self.id_type, "user_id"), normalize_ids(movie_ids, self.id_type))
                 for user_id, movie_ids in batch
             ]
             with self._errors("put_rated"):
                 pipe = client.pipeline(transaction=False)
-                for key, movie_ids in sets:
+                for user_id, movie_ids in sets:
+                    rated_key, online_key = self._user_key(user_id, "rated"), self._user_key(user_id, "online")
                     # execute_command, because a cluster pipeline's eval() is not EVAL.
-                    pipe.execute_command("EVAL", _REPLACE_SET_SCRIPT, 1, key, *movie_ids)
+                    pipe.execute_command("EVAL", _REPLACE_SET_SCRIPT, 2, rated_key, online_key, *movie_ids)
                 pipe.execute()
             written += len(sets)
         return written
@@ -385,20 +400,58 @@ class RedisMetadataStore(MetadataStore):
         with self._errors("add_rated"):
             return int(client.sadd(key, *members))
 
-    def get_user(self, user_id: Id) -> UserRecord | None:
-        """Return the user's demographics and rated movie ids, read in one round trip.
+    def put_online_ratings(self, user_id: Id, ratings: Mapping[Id, float]) -> int:
+        """Store online ratings and add their movie ids to the rated set; return the number written.
 
-        Both keys of a user share a hash tag, so on a cluster they are on one node.
+        One Lua script writes both keys of the user, so readers see both changes or
+        neither, and a cluster runs it on the node of the user's hash tag.
+        """
+        user_id = normalize_id(user_id, self.id_type, "user_id")
+        normalized = normalize_ratings(ratings, self.id_type)
+        if not normalized:
+            return 0
+        arguments = [text for movie_id, rating in normalized.items() for text in (str(movie_id), repr(rating))]
+        keys = (self._user_key(user_id, "online"), self._user_key(user_id, "rated"))
+        client = self._ready_client()
+        with self._errors("put_online_ratings"):
+            return int(client.execute_command("EVAL", _ONLINE_RATINGS_SCRIPT, 2, *keys, *arguments))
+
+    def get_user(self, user_id: Id) -> UserRecord | None:
+        """Return the user's demographics, rated movie ids and online ratings, in one round trip.
+
+        The keys of a user share a hash tag, so on a cluster they are on one node.
         A user with rated movies but no demographics gets a User with None fields.
         Returns None when the store has neither for `user_id`.
         """
-        user_id = normalize_id(user_id, self.id_type, "user_id")
+        return self._read_users([normalize_id(user_id, self.id_type, "user_id")], "get_user")[0]
+
+    def get_users(self, user_ids: Sequence[Id]) -> list[UserRecord | None]:
+        """Return the record of each user id in input order, None where the store has none.
+
+        All users are read with one pipeline of three commands per user. On a cluster,
+        redis-py sends it as one pipeline per node, and each user's keys are on one node.
+        """
+        return self._read_users(normalize_ids(user_ids, self.id_type, "user_ids"), "get_users")
+
+    def _read_users(self, user_ids: list[Id], operation: str) -> list[UserRecord | None]:
+        if not user_ids:
+            return []
         client = self._ready_client()
-        with self._errors("get_user"):
+        with self._errors(operation):
             pipe = client.pipeline(transaction=False)
-            pipe.hgetall(self._user_key(user_id, "profile"))
-            pipe.smembers(self._user_key(user_id, "rated"))
-            fields, members = pipe.execute()
+            for user_id in user_ids:
+                pipe.hgetall(self._user_key(user_id, "profile"))
+                pipe.smembers(self._user_key(user_id, "rated"))
+                pipe.hgetall(self._user_key(user_id, "online"))
+            replies = pipe.execute()
+        return [
+            self._user_record_from(user_id, *replies[3 * i : 3 * i + 3])
+            for i, user_id in enumerate(user_ids)
+        ]
+
+    def _user_record_from(
+        self, user_id: Id, fields: Mapping[str, str], members: set[str], online: Mapping[str, str]
+    ) -> UserRecord | None:
         if not fields and not members:
             return None
         user = User(
@@ -407,8 +460,8 @@ class RedisMetadataStore(MetadataStore):
             age=_parse_code(fields.get("age", "")),
             occupation=_parse_code(fields.get("occupation", "")),
         )
-        rated = tuple(sorted(self._parse_id(member) for member in members))
-        return UserRecord(user=user, rated_movie_ids=rated)
+        online_ratings = {self._parse_id(movie_id): float(rating) for movie_id, rating in online.items()}
+        return UserRecord(user=user, rated_movie_ids=self._parse_ids(members), online_ratings=online_ratings)
 
     def count_users(self) -> int:
         """Return the exact number of users with demographics, rated movies or both."""
@@ -664,6 +717,16 @@ class RedisMetadataStore(MetadataStore):
         values = {"gender": user.gender, "age": user.age, "occupation": user.occupation}
         fields = {name: "" if value is None else str(value) for name, value in values.items()}
         return self._user_key(user_id, "profile"), fields
+
+    def _parse_ids(self, texts: Iterable[str]) -> tuple[Id, ...]:
+        """Return ids parsed from stored texts, sorted; faster than `_parse_id` per id."""
+        if self.id_type == "str":
+            return tuple(sorted(texts))
+        try:
+            return tuple(sorted(map(int, texts)))
+        except ValueError:
+            # Parse one by one to name the invalid id in the error.
+            return tuple(sorted(self._parse_id(text) for text in texts))
 
     def _parse_id(self, text: str) -> Id:
         if self.id_type == "str":
