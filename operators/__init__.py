@@ -13,6 +13,7 @@ from towhee_recsys.operators.milvus_search import MilvusSearch
 from towhee_recsys.operators.milvus_upsert import MilvusUpsert
 from towhee_recsys.operators.movie_encoder import MovieEncoder
 from towhee_recsys.operators.movie_features import MovieFeatures
+from towhee_recsys.operators.online_blend import OnlineBlend
 from towhee_recsys.operators.user_encoder import UserEncoder
 from towhee_recsys.operators.user_features import UserFeatures
 from towhee_recsys.operators.user_profile import UserProfile
@@ -21,6 +22,7 @@ OPERATORS = (
     UserProfile,
     UserFeatures,
     UserEncoder,
+    OnlineBlend,
     MovieFeatures,
     MovieEncoder,
     MilvusUpsert,

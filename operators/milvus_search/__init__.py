@@ -16,9 +16,11 @@ class MilvusSearch(VectorStoreOperator):
 
     Inputs, by position: one vector (returns a list of `SearchHit`) or an (n, dim)
     matrix (returns one list per row); optionally the ids to exclude; optionally
-    `top_k`. `exclude_ids` removes movies inside the vector query, so exactly
-    min(top_k, matching movies) hits come back; `filter` is a Milvus boolean expression
-    on `genres` and `year`, for example ``year >= 1990``.
+    `top_k`; optionally a filter expression for this call. `exclude_ids` removes movies
+    inside the vector query, so exactly min(top_k, matching movies) hits come back.
+    A filter is a Milvus boolean expression on `genres` and `year`, for example
+    ``year >= 1990`` or the output of `towhee_recsys.stores.milvus.filter_expression`;
+    the constructor's and the call's filters must both hold.
 
     Args:
         store / uri / collection_name / dim / id_type: see milvus-upsert.
@@ -34,8 +36,17 @@ class MilvusSearch(VectorStoreOperator):
         self.top_k = check_positive_int("top_k", top_k)
         self.filter = filter
 
-    def run(self, embedding: np.ndarray, exclude_ids: Sequence[Any] | None = None, top_k: int | None = None) -> list:
+    def run(
+        self,
+        embedding: np.ndarray,
+        exclude_ids: Sequence[Any] | None = None,
+        top_k: int | None = None,
+        filter: str = "",
+    ) -> list:
         top_k = self.top_k if top_k is None else check_positive_int("top_k", top_k)
+        if not isinstance(filter, str):
+            raise invalid_parameter("filter", "a Milvus filter expression string", filter)
+        expression = " and ".join(f"({part})" for part in (self.filter, filter) if part.strip())
         vectors = np.asarray(embedding, dtype=np.float32)
         if vectors.ndim not in (1, 2):
             raise invalid_parameter("embedding", "a vector or a 2-D matrix of vectors", f"shape {vectors.shape}")
@@ -43,5 +54,5 @@ class MilvusSearch(VectorStoreOperator):
         single = vectors.ndim == 1
         queries = vectors[None, :] if single else vectors
         exclude = None if not exclude_ids else [list(exclude_ids)] * len(queries)
-        hits = self.store.search(queries, top_k, exclude=exclude, filter=self.filter)
+        hits = self.store.search(queries, top_k, exclude=exclude, filter=expression)
         return hits[0] if single else hits
