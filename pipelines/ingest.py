@@ -69,6 +69,10 @@ class IngestPipeline:
         # Until this ingest finishes, the catalog belongs to no model, so an interrupted
         # ingest is never served as a mix of two models' vectors.
         metadata.set_info({"id_type": self.resources.model.vocabularies.id_type, "model_fingerprint": ""})
+        if len(dataset.ratings):
+            # The rating scale of online ratings: their check and their pull on the user vector.
+            ratings = dataset.ratings.rating
+            metadata.set_info({"rating_min": float(ratings.min()), "rating_max": float(ratings.max())})
 
         movies_written = self.ingest_movies(list(dataset.movies.values()), show_progress=show_progress)
         users_written = metadata.put_users(dataset.users.values())

@@ -82,6 +82,23 @@ def _add_evaluation_training_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("many users (instead of --user-id)")
+    group.add_argument("--user-ids-file", metavar="FILE", help="file with one user id per line; - reads standard input")
+    group.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl",
+        help="jsonl: one JSON object per user; csv: one row per user and rank (default: %(default)s)",
+    )
+    group.add_argument("--output", metavar="FILE", help="write to this file (default: standard output)")
+    group.add_argument(
+        "--batch-size", type=int, default=1000, help="users recommended per batch (default: %(default)s)"
+    )
+    group.add_argument(
+        "--skip-unknown", action="store_true",
+        help="write no recommendations for unknown user ids instead of failing with exit code 7",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="towhee-recsys",
@@ -103,14 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location_options(ingest)
     ingest.add_argument("--batch-size", type=int, default=1000, help="movies per write (default: %(default)s)")
 
-    recommend = commands.add_parser("recommend", help="recommend movies for a user id or a new user")
+    recommend = commands.add_parser(
+        "recommend", help="recommend movies for a user id, a new user, or every user id in a file"
+    )
     recommend.add_argument("--user-id", help="a user in the catalog")
     recommend.add_argument("--gender", help='new user: gender, e.g. "M" or "F" (a missing value counts as unknown)')
     recommend.add_argument("--age", help="new user: age group (MovieLens: 1, 18, 25, 35, 45, 50, 56)")
     recommend.add_argument("--occupation", help="new user: occupation code (MovieLens: 0-20)")
     recommend.add_argument("--top-k", type=int, default=10, help="number of movies (default: %(default)s)")
     recommend.add_argument("--include-rated", action="store_true", help="do not exclude movies the user rated")
+    recommend.add_argument("--genres", help="only movies with any of these comma-separated genres, e.g. Comedy,Drama")
+    recommend.add_argument("--year-min", type=int, help="only movies from this year on")
+    recommend.add_argument("--year-max", type=int, help="only movies up to this year")
     recommend.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_batch_options(recommend)
     _add_location_options(recommend)
 
     check = commands.add_parser("check", help="compare the vector store with the metadata store")
@@ -281,6 +304,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from towhee_recsys.pipelines import recommend_pipeline
 
+    if args.user_ids_file:
+        return _recommend_file(args)
     with recommend_pipeline(_settings(args)) as pipeline:
         user_id = _parse_id(args.user_id, pipeline.resources.model.vocabularies.id_type)
         recommendations = pipeline(
@@ -290,12 +315,90 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             occupation=_maybe_int(args.occupation),
             top_k=args.top_k,
             exclude_rated=not args.include_rated,
+            **_filters(args),
         )
     if args.json:
         print(json.dumps([item.to_dict() for item in recommendations], ensure_ascii=False, indent=1))
     else:
         print(format_table(recommendations))
     return 0
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    genres = [name.strip() for name in args.genres.split(",") if name.strip()] if args.genres else None
+    return {"genres": genres, "year_min": args.year_min, "year_max": args.year_max}
+
+
+def _recommend_file(args: argparse.Namespace) -> int:
+    """Recommend for every user id of --user-ids-file, batch by batch, so memory stays flat."""
+    import csv
+
+    from tqdm.auto import tqdm
+
+    from towhee_recsys.pipelines import recommend_pipeline
+    from towhee_recsys.results import CSV_COLUMNS, csv_rows, json_line
+    from towhee_recsys.validation import check_positive_int, invalid_parameter
+
+    given = [name for name in ("user_id", "gender", "age", "occupation", "json") if getattr(args, name)]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise invalid_parameter(options, "no single-user options together with --user-ids-file", "both")
+    batch_size = check_positive_int("--batch-size", args.batch_size)
+    filters = _filters(args)
+    with _open_text(args.user_ids_file, "r") as source, _open_text(args.output, "w") as target:
+        writer = csv.writer(target) if args.format == "csv" else None
+        if writer is not None:
+            writer.writerow(CSV_COLUMNS)
+        with recommend_pipeline(_settings(args)) as pipeline, tqdm(
+            desc="recommend", unit="user", disable=not _show_progress(args)
+        ) as progress:
+            id_type = pipeline.resources.model.vocabularies.id_type
+            for user_ids in _id_batches(source, id_type, batch_size):
+                lists = pipeline.recommend_batch(
+                    user_ids, top_k=args.top_k, exclude_rated=not args.include_rated,
+                    skip_unknown=args.skip_unknown, **filters,
+                )
+                for user_id, recommendations in zip(user_ids, lists, strict=True):
+                    if writer is not None:
+                        writer.writerows(csv_rows(user_id, recommendations))
+                    else:
+                        target.write(json_line(user_id, recommendations) + "\n")
+                progress.update(len(user_ids))
+    return 0
+
+
+def _id_batches(lines: Any, id_type: str, batch_size: int) -> Any:
+    """Yield lists of up to `batch_size` ids from lines of text, skipping blank lines."""
+    batch: list[Any] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            batch.append(_parse_id(text, id_type))
+        except ValueError as error:
+            raise type(error)(f"Line {number} of --user-ids-file: {error}") from None
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _open_text(path: str | None, mode: str) -> Any:
+    """Open `path` as UTF-8 text, or wrap standard input or output for None and "-"."""
+    import contextlib
+
+    from towhee_recsys.validation import invalid_parameter
+
+    if path in (None, "-"):
+        return contextlib.nullcontext(sys.stdin if mode == "r" else sys.stdout)
+    try:
+        return open(path, mode, encoding="utf-8", newline="" if mode == "w" else None)
+    except OSError as error:
+        option = "--user-ids-file" if mode == "r" else "--output"
+        raise invalid_parameter(option, "a readable file" if mode == "r" else "a writable file path", path,
+                                str(error)) from None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -311,8 +414,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     print(f"{len(result.missing_vectors)} movies have metadata but no vector: {_first_ids(result.missing_vectors)}")
     print(f"{len(result.missing_metadata)} movies have a vector but no metadata: {_first_ids(result.missing_metadata)}")
+    if result.stale_fields:
+        stale = _first_ids(result.stale_fields)
+        print(f"{len(result.stale_fields)} movies have other genres or year in Milvus than in the metadata: {stale}")
     if result.repaired:
-        print("Repaired: missing vectors were encoded and upserted, vectors without metadata deleted.")
+        print("Repaired: missing or stale vectors were encoded and upserted, vectors without metadata deleted.")
         return 0
     print("Run `towhee-recsys check --repair` to fix them.")
     return 8
