@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
+import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -37,6 +39,7 @@ from towhee_recsys.serving.schemas import (
     BatchResponse,
     Demographics,
     ErrorOut,
+    GenresOut,
     HealthOut,
     MovieIn,
     MovieOut,
@@ -56,7 +59,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (422, "Invalid input: the body names each invalid field and the reason."),
         (503, "A store or the model is unavailable."),
-        (500, "Internal error; the details are in the server log."),
+        (500, "Internal error. The server log has the details."),
     )
 }
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown user or movie."}}
@@ -86,8 +89,8 @@ class Service:
 
 
 def _backend_name(store: Any) -> str:
-    # describe() also counts rows, so read the backend name from the store's class
-    # when the store cannot answer at startup.
+    # describe() also counts rows, so it fails when the store is down. The class name
+    # then names the backend.
     try:
         return str(store.describe()["backend"])
     except Exception:  # noqa: BLE001 - the name is informational
@@ -118,6 +121,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         opened = pipeline if pipeline is not None else _open_pipeline(settings)
         try:
+            _reinstall_signal_handlers()
             app.state.service = Service(opened)
             logger.info("Serving model %s: vector store %s, metadata store %s", app.state.service.model_fingerprint,
                         app.state.service.vector_backend, app.state.service.metadata_backend)
@@ -147,8 +151,24 @@ def _open_pipeline(settings: Settings | None) -> Any:
     return recommend_pipeline(settings)
 
 
+def _reinstall_signal_handlers() -> None:
+    """Give SIGINT and SIGTERM back to the Python handlers that the ASGI server installed.
+
+    Importing paddle (seen with paddlepaddle 3.x on Linux) installs a C-level SIGTERM
+    handler that prints a fatal error report and kills the process. When the model loads
+    after the server installed its handlers, as under `uvicorn --factory`, that handler
+    replaces the server's, and SIGTERM skips the graceful shutdown and leaves the stores open.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread can set handlers, and servers set theirs there
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)
+
+
 def get_service(request: Request) -> Service:
-    """Return the running service, or answer 503 while the application starts or stops."""
+    """Return the running service, or raise a 503 error while the application starts or stops."""
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(503, "The service is not ready: it is starting or shutting down.")
@@ -211,8 +231,14 @@ def recommend_for_user(
 ) -> Any:
     """Recommend movies for a user in the catalog, best first."""
     catalog_id = service.catalog_id(user_id, "user_id", "path")
-    filters = _filters(_split_genres(genres), year_min, year_max)
-    recommendations = service.pipeline(catalog_id, top_k=top_k, exclude_rated=exclude_rated, **filters)
+    recommendations = service.pipeline(
+        catalog_id,
+        top_k=top_k,
+        exclude_rated=exclude_rated,
+        genres=_split_genres(genres),
+        year_min=year_min,
+        year_max=year_max,
+    )
     return _user_recommendations(catalog_id, recommendations)
 
 
@@ -221,9 +247,15 @@ def recommend_for_new_user(service: ServiceDependency, body: NewUserRequest) -> 
     """Recommend movies for a new user known only by gender, age group and occupation."""
     if body.gender is None and body.age is None and body.occupation is None:
         raise InvalidInputError([("body", "body", "at least one of gender, age and occupation is required")])
-    filters = _filters(body.genres, body.year_min, body.year_max)
     recommendations = service.pipeline(
-        None, gender=body.gender, age=body.age, occupation=body.occupation, top_k=body.top_k, **filters
+        None,
+        gender=body.gender,
+        age=body.age,
+        occupation=body.occupation,
+        top_k=body.top_k,
+        genres=body.genres,
+        year_min=body.year_min,
+        year_max=body.year_max,
     )
     return _user_recommendations(None, recommendations)
 
@@ -232,17 +264,17 @@ def recommend_for_new_user(service: ServiceDependency, body: NewUserRequest) -> 
 def recommend_batch(service: ServiceDependency, body: BatchRequest) -> Any:
     """Recommend movies for many users of the catalog in one call, in request order."""
     user_ids = [service.catalog_id(value, f"user_ids[{index}]", "body") for index, value in enumerate(body.user_ids)]
-    filters = _filters(body.genres, body.year_min, body.year_max)
-    batches = service.pipeline.recommend_batch(user_ids, top_k=body.top_k, exclude_rated=body.exclude_rated, **filters)
+    batches = service.pipeline.recommend_batch(
+        user_ids,
+        top_k=body.top_k,
+        exclude_rated=body.exclude_rated,
+        genres=body.genres,
+        year_min=body.year_min,
+        year_max=body.year_max,
+        skip_unknown=body.skip_unknown,
+    )
     results = [_user_recommendations(user_id, items) for user_id, items in zip(user_ids, batches, strict=True)]
     return {"results": results}
-
-
-def _filters(genres: list[str] | None, year_min: int | None, year_max: int | None) -> dict[str, Any]:
-    # NOTE: only the given filters are passed, so the endpoints also run on a pipeline
-    # whose methods take no filter arguments.
-    given = {"genres": genres, "year_min": year_min, "year_max": year_max}
-    return {name: value for name, value in given.items() if value is not None}
 
 
 def _split_genres(values: Iterable[str] | None) -> list[str] | None:
@@ -263,8 +295,8 @@ def _user_recommendations(user_id: Any, recommendations: Iterable[Any]) -> dict[
 def register_user(service: ServiceDependency, user_id: str, demographics: Demographics) -> Any:
     """Store a user's demographics, creating the user or replacing the stored values."""
     catalog_id = service.catalog_id(user_id, "user_id", "path")
-    service.pipeline.register_user(catalog_id, demographics.gender, demographics.age, demographics.occupation)
-    return {"user_id": catalog_id, **demographics.model_dump()}
+    user = service.pipeline.register_user(catalog_id, demographics.gender, demographics.age, demographics.occupation)
+    return {"user_id": user.user_id, "gender": user.gender, "age": user.age, "occupation": user.occupation}
 
 
 @router.post("/users/{user_id}/ratings", tags=["users"], response_model=RatingsRecorded, responses=_NOT_FOUND)
@@ -282,8 +314,8 @@ def record_ratings(service: ServiceDependency, user_id: str, body: RatingsReques
         if movie_id in ratings:
             raise InvalidInputError([(field, "body", f"movie {movie_id!r} is rated twice in this request")])
         ratings[movie_id] = item.rating
-    service.pipeline.record_ratings(catalog_id, ratings)
-    return {"user_id": catalog_id, "ratings_recorded": len(ratings)}
+    recorded = service.pipeline.record_ratings(catalog_id, ratings)
+    return {"user_id": catalog_id, "ratings_recorded": recorded}
 
 
 # ----- movies -----
@@ -291,10 +323,10 @@ def record_ratings(service: ServiceDependency, user_id: str, body: RatingsReques
 
 @router.put("/movies/{movie_id}", tags=["movies"], response_model=MovieOut)
 def put_movie(service: ServiceDependency, movie_id: str, movie: MovieIn) -> Any:
-    """Add a movie or replace it; the movie tower encodes it and it is recommendable at once."""
+    """Add a movie or replace it. The movie tower encodes it, and the next search can return it."""
     catalog_id = service.catalog_id(movie_id, "movie_id", "path")
-    service.pipeline.put_movie(catalog_id, movie.title, movie.genres, movie.year)
-    return {"movie_id": catalog_id, "title": movie.title, "genres": movie.genres, "year": movie.year}
+    stored = service.pipeline.put_movie(catalog_id, movie.title, movie.genres, movie.year)
+    return _movie_out(stored)
 
 
 @router.get("/movies/{movie_id}", tags=["movies"], response_model=MovieOut, responses=_NOT_FOUND)
@@ -304,4 +336,14 @@ def get_movie(service: ServiceDependency, movie_id: str) -> Any:
     movie = service.pipeline.get_movie(catalog_id)
     if movie is None:
         raise NotFoundError(f"Movie {catalog_id!r} is not in the catalog.")
+    return _movie_out(movie)
+
+
+@router.get("/genres", tags=["movies"], response_model=GenresOut)
+def list_genres(service: ServiceDependency) -> Any:
+    """List the genre names that filters and movies accept: those the model was trained with."""
+    return {"genres": service.pipeline.genres}
+
+
+def _movie_out(movie: Any) -> dict[str, Any]:
     return {"movie_id": movie.movie_id, "title": movie.title, "genres": list(movie.genres), "year": movie.year}

@@ -1,10 +1,10 @@
 """Error responses of the HTTP API, and the middleware that logs every request.
 
-Every error response has the body of `schemas.ErrorOut`. Invalid input, from FastAPI's
-validation or from the library's InvalidParameterError, gets 422 and names each field;
-an unknown user or movie 404; a failed store 503. Any other exception gets 500 with a
-generic message, and its traceback goes only to the server log, under the request id
-that the response carries in its body and in the X-Request-ID header.
+Every error response has the body of `schemas.ErrorOut`. Invalid input gets 422 and
+names each field, whether FastAPI's validation or the library's InvalidParameterError
+found it. An unknown user or movie gets 404, and a failed store 503. Any other exception
+gets 500 with a generic message, and its traceback goes only to the server log, under
+the request id that the response carries in its body and in the X-Request-ID header.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 INTERNAL_ERROR_MESSAGE = "Internal server error. The server log has the details under this request id."
 # The prefix that towhee_recsys.validation.invalid_parameter gives every message.
 _INVALID_PARAMETER_PREFIX = re.compile(r"^Invalid (?P<name>[^:]+):")
-_HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+_HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 503: "service_unavailable"}
 
 
 class InvalidInputError(Exception):
@@ -134,7 +134,12 @@ def _field_error(item: dict[str, Any]) -> dict[str, Any]:
         return {"field": "body", "location": "body", "reason": reason}
     field = ""
     for part in path:
-        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+        if isinstance(part, int):
+            field += f"[{part}]"
+        elif field:
+            field += f".{part}"
+        else:
+            field = str(part)
     return {"field": field or str(location), "location": str(location), "reason": str(item.get("msg"))}
 
 

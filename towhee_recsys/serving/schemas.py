@@ -2,13 +2,12 @@
 
 Request bodies are strict: a JSON string is not accepted where a number is expected,
 and `true` is not accepted as the number 1. Ids and demographic codes may be integers
-or strings, because own datasets may use string ids and codes; the server converts an
-id to the catalog's id type.
+or strings, because own datasets may use string ids and codes. The server converts
+an id to the catalog's id type.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
@@ -79,19 +78,18 @@ class BatchRequest(_Filters):
         ..., min_length=1, max_length=MAX_BATCH_USERS, description="Users in the catalog.", examples=[[1, 2, 3]]
     )
     exclude_rated: bool = Field(True, description=EXCLUDE_RATED_DESCRIPTION)
+    skip_unknown: bool = Field(
+        False, description="Give an unknown user an empty list; by default an unknown user fails the request (404)."
+    )
 
 
 class RatingIn(_Request):
     """One rating of one movie."""
 
     movie_id: IdOrCode = Field(..., description="A movie in the catalog.", examples=[1193])
-    rating: float = Field(..., description="The rating, on the scale of the training data.", examples=[5.0])
-
-    @model_validator(mode="after")
-    def _finite(self) -> RatingIn:
-        if not math.isfinite(self.rating):
-            raise ValueError("rating must be a finite number")
-        return self
+    rating: float = Field(
+        ..., allow_inf_nan=False, description="The rating, on the scale of the training data.", examples=[5.0]
+    )
 
 
 class RatingsRequest(_Request):
@@ -163,7 +161,13 @@ class RatingsRecorded(BaseModel):
     """Result of recording ratings."""
 
     user_id: int | str = Field(..., examples=[1])
-    ratings_recorded: int = Field(..., description="Number of ratings in the request.", examples=[2])
+    ratings_recorded: int = Field(..., description="Number of ratings stored.", examples=[2])
+
+
+class GenresOut(BaseModel):
+    """Genre names of the model."""
+
+    genres: list[str] = Field(..., examples=[["Action", "Comedy", "Drama"]])
 
 
 class HealthOut(BaseModel):
@@ -194,7 +198,7 @@ class ErrorOut(BaseModel):
     code: str = Field(
         ...,
         description="invalid_parameter, not_found, unknown_user, method_not_allowed, store_unavailable, "
-        "model_unavailable or internal_error.",
+        "model_unavailable, service_unavailable (starting or stopping), http_error or internal_error.",
         examples=["invalid_parameter"],
     )
     message: str = Field(..., examples=["Invalid top_k: Input should be greater than or equal to 1."])
