@@ -35,7 +35,7 @@ def csv_files(tmp_path_factory) -> list[str]:
 @pytest.fixture
 def home(tmp_path) -> Path:
     """A data folder with a trained model and nothing ingested yet."""
-    config = ModelConfig(epochs=20, batch_size=256, learning_rate=0.01, seed=1)
+    config = ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1)
     train(planted_dataset(), config, model_dir=tmp_path / "model", show_progress=False)
     return tmp_path
 

@@ -62,7 +62,7 @@ def planted():
 def home(planted, tmp_path_factory) -> Path:
     """A data folder with a model trained on the planted data and an ingested catalog."""
     home = tmp_path_factory.mktemp("home")
-    model = train(planted, ModelConfig(epochs=20, batch_size=256, learning_rate=0.01, seed=1),
+    model = train(planted, ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1),
                   model_dir=home / "model", show_progress=False)
     with ingest_pipeline(home=home, model=model) as pipeline:
         pipeline(planted, show_progress=False)
@@ -202,7 +202,7 @@ def test_lock_held_by_other_process(home):
 
 
 def test_model_mismatch_detected(home, planted, tmp_path):
-    other = train(planted, ModelConfig(epochs=1, batch_size=256, seed=7), model_dir=tmp_path / "other",
+    other = train(planted, ModelConfig(objective="rating", epochs=1, batch_size=256, seed=7), model_dir=tmp_path / "other",
                   show_progress=False)
     assert other.fingerprint
     with pytest.raises(ModelError, match="towhee-recsys ingest"):
