@@ -64,9 +64,21 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_training_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group = parser.add_argument_group("training")
+    group.add_argument(
+        "--objective", choices=("contrastive", "rating"), default="contrastive",
+        help="contrastive retrieval loss, or rating regression as in the reference model (default: %(default)s)",
+    )
     group.add_argument("--epochs", type=int, default=epochs, help="passes over the ratings (default: %(default)s)")
-    group.add_argument("--batch-size", type=int, default=1024, help="ratings per step (default: %(default)s)")
-    group.add_argument("--learning-rate", type=float, default=2e-3, help="Adam step size (default: %(default)s)")
+    group.add_argument(
+        "--batch-size", type=int, default=1024, help="ratings per step of the rating objective (default: %(default)s)"
+    )
+    group.add_argument(
+        "--learning-rate", type=float, help="Adam step size (default: 0.01 contrastive, 0.002 rating)"
+    )
+    group.add_argument(
+        "--rank-stage", action="store_true",
+        help="also fit the rank stage (item-to-item re-scoring of the recall candidates) into the model folder",
+    )
     group.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
 
 
@@ -112,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and save it to the model folder")
     _add_data_options(train)
-    _add_training_options(train, epochs=5)
+    _add_training_options(train, epochs=10)
     _add_location_options(train)
 
     ingest = commands.add_parser("ingest", help="encode the catalog and write it to Milvus and the metadata store")
@@ -146,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train, ingest and recommend on MovieLens 1M with embedded stores")
     _add_data_options(demo)
-    _add_training_options(demo, epochs=3)
+    _add_training_options(demo, epochs=6)
     _add_location_options(demo)
     demo.add_argument("--top-k", type=int, default=10, help="movies per user (default: %(default)s)")
 
@@ -270,11 +282,20 @@ def _train(args: argparse.Namespace, dataset: Any = None) -> Any:
     from towhee_recsys.model import ModelConfig, train
 
     config = ModelConfig(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
+        objective=args.objective, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, seed=args.seed,
     )
     dataset = dataset or _load_dataset(args)
     settings = _settings(args)
-    return train(dataset, config, model_dir=settings.model_dir, show_progress=_show_progress(args))
+    model = train(dataset, config, model_dir=settings.model_dir, show_progress=_show_progress(args))
+    from towhee_recsys.model.ranker import HistoryRanker, remove_ranker
+
+    if args.rank_stage:
+        HistoryRanker.fit(dataset).save(settings.model_dir)
+    else:
+        # A rank stage fitted with an earlier model would not match this one's catalog.
+        remove_ranker(settings.model_dir)
+    return model
 
 
 def cmd_train(args: argparse.Namespace) -> int:
