@@ -358,7 +358,12 @@ def _contrastive_epoch(model, tables, train_index, log_frequency, optimizer, rng
 
 
 def contrastive_loss(model: RecommenderModel, tables: _Tables, index: np.ndarray, log_frequency: np.ndarray) -> float:
-    """Return the mean contrastive loss of the pairs at `index` against the whole catalog."""
+    """Return the mean cross-entropy of the pairs at `index` against the whole catalog.
+
+    No popularity correction here: it compensates for in-batch sampling while training,
+    and served scores are plain cosines, so the held-out loss scores those.
+    """
+    log_frequency = np.zeros_like(log_frequency)
     from towhee_recsys.model._paddle import import_paddle
 
     paddle = import_paddle()
