@@ -343,9 +343,11 @@ def test_rating_protocol_beats_global_mean(tmp_path):
     assert report["rating"].config["objective"] == "rating"
 
 
-def test_rating_protocol_rejects_contrastive():
-    with pytest.raises(InvalidParameterError, match="objective"):
-        evaluate(planted_dataset(users=8), "rating", ModelConfig(objective="contrastive"), show_progress=False)
+def test_rating_protocol_trains_rating_objective(tmp_path):
+    config = ModelConfig(objective="contrastive", epochs=1, **SMALL_MODEL)
+    report = evaluate(planted_dataset(users=20, seed=4), "rating", config, show_progress=False, work_dir=tmp_path)
+    assert report["rating"].config["objective"] == "rating"
+    assert "rating objective" in report["rating"].notes[0]
 
 
 def test_read_imputed_timestamps(tmp_path):

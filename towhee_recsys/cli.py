@@ -536,7 +536,11 @@ def _parse_id(value: str | None, id_type: str) -> Any:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from towhee_recsys.evaluation import evaluate, read_imputed_timestamps
     from towhee_recsys.model import ModelConfig
+    from towhee_recsys.validation import invalid_parameter
 
+    if args.protocol == "rating" and args.objective not in (None, "rating"):
+        fix = "The rating protocol measures predicted ratings, so it always trains with the rating objective."
+        raise invalid_parameter("--objective", '"rating" with --protocol rating', args.objective, fix)
     options = ("objective", "epochs", "patience", "batch_size", "learning_rate")
     chosen = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
     config = ModelConfig(seed=args.seed, **chosen)

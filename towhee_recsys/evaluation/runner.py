@@ -87,9 +87,9 @@ def evaluate(
         dataset: ratings, movie catalog and (optional) demographics.
         protocol: "recbole", "leave-last-out", "rating", or "all".
         config: model settings, by default `ModelConfig(seed=seed)`. Its
-            `validation_fraction` is set to 0 because every protocol
-            has its own validation split. The "rating" protocol needs objective "rating"
-            (under "all" it uses that objective whatever `config` sets).
+            `validation_fraction` is set to 0 because every protocol has its own
+            validation split. The "rating" protocol always trains with the rating
+            objective, because it measures predicted ratings.
         seed: seed of the random splits and the random baseline.
         served: also score through Milvus search with exclusion (one request per user).
         rank_stage: re-scores the top RANK_CANDIDATES exact candidates of each user, as
@@ -105,10 +105,6 @@ def evaluate(
     """
     protocols = _protocol_names(protocol)
     config = replace(config or ModelConfig(seed=seed), validation_fraction=0.0)
-    if protocol == "rating" and config.objective != "rating":
-        raise invalid_parameter(
-            "config.objective", '"rating" for the rating protocol, which measures predicted ratings', config.objective
-        )
 
     reports = []
     with _ServingFolder(work_dir) as folder:
@@ -498,8 +494,10 @@ def _evaluate_rating(context: _Context) -> ProtocolReport:
     split = make_split(dataset, "rating", context.seed)
     interactions = split.interactions
     config = context.config
+    notes = []
     if config.objective != "rating":
         logger.info("The rating protocol trains with the rating objective instead of %r", config.objective)
+        notes.append(f"Trained with the rating objective in place of {config.objective!r}, which predicts no ratings.")
         config = replace(config, objective="rating")
 
     def score_epoch(model: Any, record: dict) -> float:
@@ -523,6 +521,7 @@ def _evaluate_rating(context: _Context) -> ProtocolReport:
         history=context.history,
         timings=context.ordered_timings(),
         config=model.config.to_dict(),
+        notes=notes,
     )
 
 
