@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from towhee_recsys.operators.online_blend import DEFAULT_WEIGHT, check_weight
 from towhee_recsys.pipelines import batch, updates
 from towhee_recsys.pipelines._resources import Resources
@@ -175,6 +176,8 @@ class RecommendPipeline:
         """
         self._check_open()
         top_k = check_positive_int("top_k", top_k)
+        if isinstance(user_ids, np.ndarray):
+            user_ids = user_ids.tolist()
         if isinstance(user_ids, (str, bytes)) or not isinstance(user_ids, Sequence):
             raise invalid_parameter("user_ids", "a list of user ids", type(user_ids).__name__)
         expression = updates.search_filter(self.resources, genres, year_min, year_max)

@@ -46,8 +46,8 @@ def planted():
 @pytest.fixture(scope="module")
 def model_dir(planted, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
-    train(planted, ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1), model_dir=folder,
-          show_progress=False)
+    config = ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1)
+    train(planted, config, model_dir=folder, show_progress=False)
     return folder
 
 
@@ -268,6 +268,12 @@ def test_batch_skip_unknown(shared):
     assert_same_ranking(batches[1], shared(1, top_k=4))
     assert shared.recommend_batch([90_001], skip_unknown=True) == [[]]
     assert shared.recommend_batch([]) == []
+
+
+def test_batch_accepts_numpy_ids(shared):
+    batches = shared.recommend_batch(np.array([3, 4], dtype=np.int64), top_k=5)
+    assert [len(items) for items in batches] == [5, 5]
+    assert_same_ranking(batches[0], shared(3, top_k=5))
 
 
 @pytest.mark.parametrize("user_ids", ["123", 5, [1, "2"]])

@@ -90,8 +90,8 @@ MAX_QUERIES_PER_REQUEST = 1024
 # the ids in a `not in` expression. More are searched in shared requests that ask for
 # extra hits and drop the excluded ids afterwards (see `_search_excluding`).
 MAX_EXPRESSION_EXCLUSIONS = 2
-# First extra hits per query in a shared request, as a multiple of top_k; each later
-# round asks for EXTRA_HITS_GROWTH times more, up to top_k + the number of excluded ids.
+# Extra hits per query in the first shared request, as a multiple of top_k. Each later
+# round requests EXTRA_HITS_GROWTH times more, up to top_k + the number of excluded ids.
 FIRST_EXTRA_HITS = 1
 EXTRA_HITS_GROWTH = 4
 # Ids per `movie_id in [...]` expression of get_embeddings and delete.
