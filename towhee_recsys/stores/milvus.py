@@ -105,6 +105,11 @@ MAX_RETRY_DELAY = 5.0
 # Minimum seconds load_collection waits for the server to load a collection. In a
 # test run, a fresh Milvus 2.3.5 standalone took more than 3 s for an empty one.
 MIN_LOAD_TIMEOUT = 60.0
+# Minimum seconds an upsert waits for Milvus Lite. Milvus Lite 3.2 writes its memory
+# table (128 MiB, about 125,000 movies) to disk inside the insert that fills it. That
+# insert took 8 to 10 s on 2 cores and over 10 s on a busy machine, where the default
+# timeout failed an ingest of a million movies.
+MIN_LITE_WRITE_TIMEOUT = 120.0
 # pymilvus code for "cannot connect" and the Milvus 2.3+ server code for "collection
 # not loaded", which a restarted server returns until the collection is loaded again.
 CONNECT_FAILED_CODE = 2
@@ -257,10 +262,11 @@ class MilvusVectorStore(VectorStore):
             for movie_id, vector, names, year in zip(ids, vectors, genres, years, strict=True)
         ]
 
+        timeout = max(self.timeout, MIN_LITE_WRITE_TIMEOUT) if self._lite_path else self.timeout
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             # Upserting the same rows again after a lost reply writes the same data.
-            self._request("upsert", partial(_upsert, self.collection_name, batch, self.timeout))
+            self._request("upsert", partial(_upsert, self.collection_name, batch, timeout))
             logger.debug("Upserted %d rows into %s", len(batch), self.collection_name)
         return len(rows)
 
