@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-SECTIONS = ("startup", "training", "ingest", "latency", "batch", "http")
+SECTIONS = ("startup", "training", "latency", "batch", "http", "ingest")
 
 
 def test_bench_quick_run_writes_page(tmp_path):
