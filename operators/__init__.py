@@ -7,6 +7,7 @@ with no Towhee hub download.
 
 from __future__ import annotations
 
+from towhee_recsys.operators.explain import Explain
 from towhee_recsys.operators.metadata_lookup import MetadataLookup
 from towhee_recsys.operators.metadata_write import MetadataWrite
 from towhee_recsys.operators.milvus_search import MilvusSearch
@@ -14,6 +15,7 @@ from towhee_recsys.operators.milvus_upsert import MilvusUpsert
 from towhee_recsys.operators.movie_encoder import MovieEncoder
 from towhee_recsys.operators.movie_features import MovieFeatures
 from towhee_recsys.operators.online_blend import OnlineBlend
+from towhee_recsys.operators.rank_stage import RankStage
 from towhee_recsys.operators.user_encoder import UserEncoder
 from towhee_recsys.operators.user_features import UserFeatures
 from towhee_recsys.operators.user_profile import UserProfile
@@ -27,6 +29,8 @@ OPERATORS = (
     MovieEncoder,
     MilvusUpsert,
     MilvusSearch,
+    RankStage,
+    Explain,
     MetadataWrite,
     MetadataLookup,
 )

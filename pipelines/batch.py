@@ -18,6 +18,9 @@ from towhee_recsys.stores.base import SearchHit, UserRecord, normalize_ids
 
 logger = logging.getLogger(__name__)
 
+# Candidates per user that the rank stage re-scores; the same as a single recommendation.
+RANK_CANDIDATES = 200
+
 
 def recommend_batch(
     resources: Resources,
@@ -29,6 +32,7 @@ def recommend_batch(
     skip_unknown: bool,
     rating_range: tuple[float, float],
     online_weight: float,
+    ranker: Any = None,
 ) -> list[list[Recommendation]]:
     """Return the `top_k` recommendations of each user, in the order of `user_ids`.
 
@@ -47,9 +51,30 @@ def recommend_batch(
 
     embeddings = _user_vectors(resources, known, rating_range, online_weight)
     exclude = [record.rated_movie_ids if exclude_rated else () for record in known]
-    hits = resources.vector_store.search(embeddings, top_k, exclude=exclude, filter=expression)
+    if ranker is None:
+        hits = resources.vector_store.search(embeddings, top_k, exclude=exclude, filter=expression)
+    else:
+        candidates = resources.vector_store.search(
+            embeddings, max(top_k, RANK_CANDIDATES), exclude=exclude, filter=expression
+        )
+        hits = [
+            _rank(ranker, row, record.rated_movie_ids, top_k) for row, record in zip(candidates, known, strict=True)
+        ]
     recommendations = iter(_attach_details(resources, hits))
     return [next(recommendations) if record is not None else [] for record in records]
+
+
+def _rank(ranker: Any, candidates: list[SearchHit], rated_movie_ids: Sequence[Id], top_k: int) -> list[SearchHit]:
+    """Re-score one user's candidates with the rank stage, as the rank-stage operator does."""
+    if not candidates:
+        return []
+    scores = ranker.rescore(
+        ranker.positions(list(rated_movie_ids)),
+        ranker.positions([hit.movie_id for hit in candidates]),
+        np.array([hit.score for hit in candidates], dtype=np.float32),
+    )
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [SearchHit(candidates[i].movie_id, float(scores[i])) for i in order]
 
 
 def _user_vectors(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from towhee_recsys.pipelines._resources import Resources
 from towhee_recsys.data.dataset import Movie, User
 from towhee_recsys.errors import RecsysError
 from towhee_recsys.operator_errors import guard_against_pool_deadlock, original_errors
-from towhee_recsys.results import Recommendation
+from towhee_recsys.results import Reason, Recommendation
 from towhee_recsys.settings import Settings
 from towhee_recsys.stores.base import normalize_id
 from towhee_recsys.validation import check_positive_int, invalid_parameter
@@ -31,17 +33,48 @@ def _excluded_ids(rated_movie_ids: tuple, exclude_rated: bool) -> tuple:
     return rated_movie_ids if exclude_rated else ()
 
 
+# With the rank stage, Milvus returns this many candidates (or top_k, if larger) and the
+# rank stage keeps the best top_k of them.
+RANK_CANDIDATES = 200
+
+
+def _recall_k(top_k: int) -> int:
+    return max(top_k, RANK_CANDIDATES)
+
+
+class _AttachReasons:
+    """Put the supporting rated movies, with titles, on each recommendation."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __call__(self, recommendations: list[Recommendation], reasons: tuple) -> list[Recommendation]:
+        movie_ids = list(dict.fromkeys(movie_id for row in reasons for movie_id, _ in row))
+        titles = {}
+        if movie_ids:
+            found = self.store.get_movies(movie_ids)
+            titles = {movie_id: movie.title if movie else "" for movie_id, movie in zip(movie_ids, found, strict=True)}
+        return [
+            replace(item, because=tuple(Reason(movie_id, titles[movie_id], round(w, 6)) for movie_id, w in pairs))
+            for item, pairs in zip(recommendations, reasons, strict=True)
+        ]
+
+
 def build_recommend_dag(
     resources: Resources,
     *,
     rating_range: tuple[float, float] = (1.0, 5.0),
     online_weight: float = DEFAULT_WEIGHT,
+    ranker: Any = None,
+    explain: bool = False,
 ) -> Any:
     """Return the Towhee pipeline behind `RecommendPipeline`, on shared resources.
 
     Inputs: a user id or `User`, top_k, exclude_rated, and a Milvus filter expression
     ("" for none). `rating_range` and `online_weight` set how online ratings move the
-    user vector (see the online_blend operator).
+    user vector (see the online_blend operator). With a `ranker` (a `HistoryRanker`),
+    Milvus returns RANK_CANDIDATES candidates and the rank-stage operator keeps the best
+    top_k. With `explain`, each recommendation carries the rated movies that support it.
     """
     from towhee import ops, pipe
 
@@ -50,7 +83,7 @@ def build_recommend_dag(
     blend = ops.towhee_recsys.online_blend(
         store=vectors, rating_min=rating_min, rating_max=rating_max, weight=online_weight
     )
-    return (
+    flow = (
         pipe.input("query", "top_k", "exclude_rated", "filter")
         .map(
             "query",
@@ -61,12 +94,22 @@ def build_recommend_dag(
         .map("features", "tower_embedding", ops.towhee_recsys.user_encoder(model=model))
         .map(("tower_embedding", "online_ratings"), "embedding", blend)
         .map(("rated_movie_ids", "exclude_rated"), "exclude_ids", _excluded_ids)
-        .map(
-            ("embedding", "exclude_ids", "top_k", "filter"), "hits", ops.towhee_recsys.milvus_search(store=vectors)
-        )
-        .map("hits", "recommendations", ops.towhee_recsys.metadata_lookup(store=metadata))
-        .output("recommendations")
     )
+    search = ops.towhee_recsys.milvus_search(store=vectors)
+    if ranker is None:
+        flow = flow.map(("embedding", "exclude_ids", "top_k", "filter"), "hits", search)
+    else:
+        flow = (
+            flow.map("top_k", "recall_k", _recall_k)
+            .map(("embedding", "exclude_ids", "recall_k", "filter"), "candidates", search)
+            .map(("candidates", "rated_movie_ids", "top_k"), "hits", ops.towhee_recsys.rank_stage(ranker=ranker))
+        )
+    flow = flow.map("hits", "recommendations", ops.towhee_recsys.metadata_lookup(store=metadata))
+    if explain:
+        flow = flow.map(
+            ("hits", "rated_movie_ids"), "reasons", ops.towhee_recsys.explain(store=vectors, ranker=ranker)
+        ).map(("recommendations", "reasons"), "recommendations", _AttachReasons(metadata))
+    return flow.output("recommendations")
 
 
 class RecommendPipeline:
@@ -85,13 +128,17 @@ class RecommendPipeline:
             the user vector, in units of a movie vector (see the online_blend operator).
     """
 
-    def __init__(self, resources: Resources, *, online_weight: float = DEFAULT_WEIGHT) -> None:
+    def __init__(
+        self, resources: Resources, *, online_weight: float = DEFAULT_WEIGHT, rank_stage: bool | None = None
+    ) -> None:
         self.resources = resources
         self._closed = False
         self.online_weight = check_weight(online_weight)
         self.rating_range = updates.rating_range(resources, resources.metadata_store.get_info())
-        dag = build_recommend_dag(resources, rating_range=self.rating_range, online_weight=self.online_weight)
-        self._dag = guard_against_pool_deadlock(dag)
+        self.ranker = _load_ranker(resources.settings.model_dir, rank_stage)
+        options = dict(rating_range=self.rating_range, online_weight=self.online_weight, ranker=self.ranker)
+        self._dag = guard_against_pool_deadlock(build_recommend_dag(resources, **options))
+        self._explain_dag = guard_against_pool_deadlock(build_recommend_dag(resources, **options, explain=True))
 
     @property
     def genres(self) -> list[str]:
@@ -110,6 +157,7 @@ class RecommendPipeline:
         genres: Sequence[str] | None = None,
         year_min: int | None = None,
         year_max: int | None = None,
+        explain: bool = False,
     ) -> list[Recommendation]:
         """Return the `top_k` best movies for a user, best first.
 
@@ -124,6 +172,9 @@ class RecommendPipeline:
             genres: only movies with at least one of these genres (see `genres`).
             year_min, year_max: only movies from these years, bounds included. A
                 bound leaves out movies of unknown year.
+            explain: give each recommendation `because`: up to three movies the user
+                rated that support it most (by the rank stage's item-to-item weights,
+                or else by the cosine of movie vectors). Costs one more read of each store.
 
         The filters and the exclusion are part of the vector query, so they never make
         the list shorter while enough movies match.
@@ -139,7 +190,8 @@ class RecommendPipeline:
         expression = updates.search_filter(self.resources, genres, year_min, year_max)
         with original_errors():
             query = User(user_id, _blank_to_none(gender), _blank_to_none(age), _blank_to_none(occupation))
-            row = self._dag(query, top_k, bool(exclude_rated), expression).get()
+            dag = self._explain_dag if explain else self._dag
+            row = dag(query, top_k, bool(exclude_rated), expression).get()
         if row is None:
             raise RecsysError("The recommendation pipeline returned no result; this is a bug, please report it.")
         return row[0]
@@ -190,6 +242,7 @@ class RecommendPipeline:
             skip_unknown=bool(skip_unknown),
             rating_range=self.rating_range,
             online_weight=self.online_weight,
+            ranker=self.ranker,
         )
 
     def record_ratings(self, user_id: Any, ratings: Mapping[Any, float]) -> int:
@@ -269,6 +322,7 @@ def recommend_pipeline(
     collection_name: str | None = None,
     key_prefix: str | None = None,
     online_weight: float = DEFAULT_WEIGHT,
+    rank_stage: bool | None = None,
 ) -> RecommendPipeline:
     """Open a `RecommendPipeline` on the default data folder or the given locations.
 
@@ -276,15 +330,32 @@ def recommend_pipeline(
     $TOWHEE_RECSYS_HOME (default ~/.towhee_recsys) that `towhee-recsys demo` or
     `towhee-recsys train` + `towhee-recsys ingest` wrote. `online_weight` is passed
     to `RecommendPipeline`.
+
+    `rank_stage`: None (the default) re-scores the recall candidates with the rank stage
+    when the model folder has one (`towhee-recsys train --rank-stage`), True requires
+    it (ModelError if missing), False never uses it.
     """
     settings = _settings(settings, home, model_dir, milvus_uri, metadata_uri, collection_name, key_prefix)
     resources = Resources.open(settings)
     try:
         resources.check_catalog_model()
-        return RecommendPipeline(resources, online_weight=online_weight)
+        return RecommendPipeline(resources, online_weight=online_weight, rank_stage=rank_stage)
     except BaseException:
         resources.close()
         raise
+
+
+def _load_ranker(model_dir: str, rank_stage: bool | None) -> Any:
+    """Return the model folder's rank stage as `rank_stage` asks, or None."""
+    from towhee_recsys.model.ranker import RANKER_FOLDER, HistoryRanker
+
+    if rank_stage is False:
+        return None
+    if rank_stage is None and not (Path(model_dir) / RANKER_FOLDER).is_dir():
+        return None
+    ranker = HistoryRanker.load(model_dir)
+    logger.info("Using the rank stage in %s", model_dir)
+    return ranker
 
 
 def _settings(

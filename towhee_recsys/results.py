@@ -10,18 +10,37 @@ from towhee_recsys.data.dataset import Id
 
 
 @dataclass(frozen=True)
+class Reason:
+    """A movie the user rated that supports a recommendation, and how strongly."""
+
+    movie_id: Id
+    title: str
+    support: float
+
+
+@dataclass(frozen=True)
 class Recommendation:
-    """One recommended movie; `score` is the cosine of user and movie vectors."""
+    """One recommended movie.
+
+    `score` is the cosine of user and movie vectors, or with the rank stage its blended
+    rank score (a sum of standardized scores, so it may be negative). `because` holds,
+    when explanations were asked for, the user's rated movies that most support it.
+    """
 
     movie_id: Id
     title: str
     genres: tuple[str, ...]
     year: int | None
     score: float
+    because: tuple[Reason, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["genres"] = list(self.genres)
+        if self.because:
+            data["because"] = [asdict(reason) for reason in self.because]
+        else:
+            del data["because"]
         return data
 
 
