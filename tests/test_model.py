@@ -214,7 +214,8 @@ def test_epoch_callback_keeps_best_epoch_and_stops_early(planted):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("objective", "bpr"), ("temperature", 0), ("popularity_correction", -1), ("users_per_batch", 0), ("patience", -1)],
+    [("objective", "bpr"), ("temperature", 0), ("popularity_correction", -1), ("users_per_batch", 0), ("patience", -1),
+     ("learning_rate_decay", 0), ("learning_rate_decay", 1.5)],
 )
 def test_invalid_training_option_names_field(field, value):
     with pytest.raises(InvalidParameterError, match=field):

@@ -86,3 +86,17 @@ def test_save_load_roundtrip_and_damage(tmp_path):
 def test_invalid_blend_names_value(blend):
     with pytest.raises(InvalidParameterError, match="blend"):
         HistoryRanker.fit(_dataset(), blend=blend)
+
+
+def test_evaluation_rank_stage_uses_training_history_only():
+    from towhee_recsys.model.ranker import HistoryRankStage
+
+    stage = HistoryRankStage(regularization=1.0, blend=1.0)
+    stage.fit(_dataset())
+    # User 1 rated 1, 2 and 5 (odd users rate the pair 1-2); user 99 is not in training.
+    movie_ids = np.array([[3, 2, 4], [3, 2, 4]])
+    scores = np.array([[0.9, 0.8, -np.inf], [0.9, 0.8, 0.7]], dtype=np.float32)
+    rescored = stage(np.array([1, 99]), movie_ids, scores)
+    assert rescored[0, 1] > rescored[0, 0]
+    assert rescored[0, 2] == -np.inf
+    assert list(np.argsort(-rescored[1])) == [0, 1, 2]

@@ -82,11 +82,22 @@ def _add_training_options(parser: argparse.ArgumentParser, epochs: int) -> None:
     group.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
 
 
+# The validation split picks the best epoch, so evaluation may train longer than `train`.
+EVALUATION_EPOCHS = 25
+EVALUATION_PATIENCE = 3
+
+
 def _add_evaluation_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training (default: the model configuration's defaults)")
     group.add_argument("--objective", choices=("rating", "contrastive"), help="training objective of the two towers")
-    group.add_argument("--epochs", type=int, help="maximum passes over the training ratings")
-    group.add_argument("--patience", type=int, help="stop after this many epochs without a better validation score")
+    group.add_argument(
+        "--epochs", type=int, default=EVALUATION_EPOCHS,
+        help="maximum passes over the training ratings (default: %(default)s)",
+    )
+    group.add_argument(
+        "--patience", type=int, default=EVALUATION_PATIENCE,
+        help="stop after this many epochs without a better validation score (default: %(default)s)",
+    )
     group.add_argument("--batch-size", type=int, help="ratings per step of the rating objective")
     group.add_argument("--learning-rate", type=float, help="Adam step size")
     group.add_argument(
@@ -181,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="recbole protocol: keep users and movies with at least this many ratings >= 3 (default: %(default)s)",
     )
     evaluate.add_argument("--no-served", action="store_true", help="skip the slower pass through Milvus search")
+    evaluate.add_argument(
+        "--no-rank-stage", action="store_true", help="report the two-tower recall alone, without the rank stage rows"
+    )
     evaluate.add_argument("--output", metavar="JSON", help="also write the full report as JSON to this file")
     evaluate.add_argument("--markdown", metavar="MD", help="also write the printed tables to this Markdown file")
     return parser
@@ -547,9 +561,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = _load_dataset(args)
     imputed = read_imputed_timestamps(args.data) if args.data else None
     started = time.perf_counter()
+    rank_stage = None
+    if not args.no_rank_stage:
+        from towhee_recsys.model.ranker import HistoryRankStage
+
+        rank_stage = HistoryRankStage()
     report = evaluate(
         dataset, args.protocol, config, seed=args.seed, served=not args.no_served,
         show_progress=_show_progress(args), imputed_timestamps=imputed, min_count=args.min_count,
+        rank_stage=rank_stage,
     )
     markdown = report.to_markdown()
     print(markdown)

@@ -106,14 +106,15 @@ def served_top_lists(
 ) -> np.ndarray:
     """Return top lists from vector-store searches, as the served recommendation searches.
 
-    `user_vectors` has one row per entry of `users` (the user indices). With `excluded`,
-    every user gets one search request whose exclusion list is that user's movie ids,
-    as a served request for one user. Without it, SERVED_BATCH users share a request.
+    `user_vectors` has one row per entry of `users` (the user indices). SERVED_BATCH
+    users share a call, as `RecommendPipeline.recommend_batch` searches; with
+    `excluded`, each user's movie ids are excluded from that user's hits by the vector
+    store (see `MilvusVectorStore.search`).
     """
     users = np.arange(len(user_vectors)) if users is None else users
     index_of = {movie_id: index for index, movie_id in enumerate(movie_ids.tolist())}
     top = np.full((len(users), k), NO_MOVIE, dtype=np.int64)
-    step = 1 if excluded is not None else SERVED_BATCH
+    step = SERVED_BATCH
     with tqdm(total=len(users), desc=description, unit="user", disable=not show_progress, leave=False) as progress:
         for start in range(0, len(users), step):
             chunk = users[start : start + step]

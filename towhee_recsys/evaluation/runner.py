@@ -80,7 +80,7 @@ def evaluate(
     Each protocol trains its own model with `towhee_recsys.model.training.train` on its
     training split only, choosing the best epoch by a validation metric (NDCG@10 for the
     ranking protocols, -RMSE for "rating"). The test split is scored by exact NumPy
-    ranking and, with `served`, by one Milvus Lite search per user in a temporary folder,
+    ranking and, with `served`, by batched Milvus Lite searches in a temporary folder,
     the way a served recommendation searches.
 
     Args:
@@ -91,7 +91,7 @@ def evaluate(
             validation split. The "rating" protocol always trains with the rating
             objective, because it measures predicted ratings.
         seed: seed of the random splits and the random baseline.
-        served: also score through Milvus search with exclusion (one request per user).
+        served: also score through Milvus search with exclusion, as batch recommendation does.
         rank_stage: re-scores the top RANK_CANDIDATES exact candidates of each user, as
             `towhee_recsys.evaluation.ranking.RankStage` describes.
         show_progress: show tqdm progress bars.

@@ -48,6 +48,7 @@ class ModelConfig:
             epoch's weights are kept either way.
         learning_rate: Adam step size; None (the default) takes 0.01 for the contrastive
             objective and 0.002 for the rating objective.
+        learning_rate_decay: the step size is multiplied by this after every epoch.
         weight_decay: L2 penalty on all weights.
         id_dropout: probability that a training example's user id or movie id is
             replaced by the unknown index, so demographics and content alone yield
@@ -73,6 +74,7 @@ class ModelConfig:
     positive_rating: float | None = None
     patience: int = 0
     learning_rate: float | None = None
+    learning_rate_decay: float = 1.0
     weight_decay: float = 0.0
     id_dropout: float = 0.1
     validation_fraction: float = 0.1
@@ -103,6 +105,8 @@ class ModelConfig:
             self.learning_rate = DEFAULT_LEARNING_RATES.get(self.objective, 0.002)
         if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 1:
             raise invalid_parameter("learning_rate", "a number in (0, 1)", self.learning_rate)
+        if not isinstance(self.learning_rate_decay, (int, float)) or not 0 < self.learning_rate_decay <= 1:
+            raise invalid_parameter("learning_rate_decay", "a number in (0, 1]", self.learning_rate_decay)
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise invalid_parameter("weight_decay", "a number >= 0", self.weight_decay)
         if self.rating_scale is not None and (

@@ -201,3 +201,40 @@ def _check_blend(blend: float) -> float:
     if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0.0 <= blend <= 1.0:
         raise invalid_parameter("blend", "a number in [0, 1]", blend)
     return float(blend)
+
+
+class HistoryRankStage:
+    """The rank stage in the shape evaluation calls it (`towhee_recsys.evaluation.RankStage`).
+
+    `fit` fits a `HistoryRanker` on a protocol's training split and keeps each user's
+    training movies as the history; calling it re-scores candidates exactly as the
+    served rank stage does (`HistoryRanker.rescore`), one user at a time.
+    """
+
+    def __init__(self, *, regularization: float = 500.0, blend: float = 0.7) -> None:
+        self.regularization = regularization
+        self.blend = _check_blend(blend)
+        self.ranker: HistoryRanker | None = None
+        self.history: dict[Id, np.ndarray] = {}
+
+    def fit(self, train_dataset: Dataset, model: object = None) -> None:
+        self.ranker = HistoryRanker.fit(train_dataset, regularization=self.regularization, blend=self.blend)
+        self.history = {
+            user_id: self.ranker.positions(movie_ids)
+            for user_id, movie_ids in train_dataset.rated_movie_ids().items()
+        }
+
+    def __call__(self, user_ids: np.ndarray, movie_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.ranker is None:
+            raise ModelError("The rank stage is not fitted; call fit(train_dataset) first.")
+        empty = np.zeros(0, dtype=np.int64)
+        rescored = np.empty(scores.shape, dtype=np.float32)
+        for row, user_id in enumerate(user_ids.tolist()):
+            finite = np.isfinite(scores[row])
+            rescored[row] = -np.inf
+            rescored[row, finite] = self.ranker.rescore(
+                self.history.get(user_id, empty),
+                self.ranker.positions(movie_ids[row, finite].tolist()),
+                scores[row, finite],
+            )
+        return rescored

@@ -170,8 +170,10 @@ def _fit(
     paddle = import_paddle()
 
     config = model.config
+    decay = config.learning_rate_decay
+    schedule = paddle.optimizer.lr.LambdaDecay(config.learning_rate, lambda epoch: decay**epoch)
     optimizer = paddle.optimizer.Adam(
-        learning_rate=config.learning_rate,
+        learning_rate=schedule,
         parameters=model.network.parameters(),
         weight_decay=config.weight_decay or None,
     )
@@ -190,6 +192,7 @@ def _fit(
             record = _rating_epoch(model, tables, train_index, optimizer, rng, epoch, show_progress)
             record["val_rmse"] = round(evaluate_rmse(model, tables, val_index), 5) if len(val_index) else None
         record["seconds"] = round(time.perf_counter() - started, 2)
+        schedule.step()
 
         score = epoch_callback(model, record) if epoch_callback is not None else _own_score(record)
         if score is not None:
