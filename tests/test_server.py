@@ -185,6 +185,16 @@ def test_batch_matches_single_calls(client):
         assert [item["movie_id"] for item in result["recommendations"]] == single
 
 
+def test_explain_lists_rated_movies(client, planted):
+    items = client.get("/users/2/recommendations", params={"top_k": 3, "explain": "true"}).json()["recommendations"]
+    rated = set(planted.rated_movie_ids()[2])
+    assert all(item["because"] and {reason["movie_id"] for reason in item["because"]} <= rated for item in items)
+    assert all(reason["title"] for item in items for reason in item["because"])
+    plain = client.get("/users/2/recommendations", params={"top_k": 3}).json()["recommendations"]
+    assert [item["movie_id"] for item in plain] == [item["movie_id"] for item in items]
+    assert all(item["because"] is None for item in plain)
+
+
 def test_batch_skip_unknown(client):
     body = {"user_ids": [99999, 2], "top_k": 3, "skip_unknown": True}
     results = client.post("/recommendations/batch", json=body).json()["results"]

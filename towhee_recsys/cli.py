@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--occupation", help="new user: occupation code (MovieLens: 0-20)")
     recommend.add_argument("--top-k", type=int, default=10, help="number of movies (default: %(default)s)")
     recommend.add_argument("--include-rated", action="store_true", help="do not exclude movies the user rated")
+    recommend.add_argument(
+        "--explain", action="store_true", help="show the rated movies that most support each recommendation"
+    )
+    recommend.add_argument(
+        "--no-rank-stage", action="store_true", help="rank by the two-tower cosine even if the model has a rank stage"
+    )
     recommend.add_argument("--genres", help="only movies with any of these comma-separated genres, e.g. Comedy,Drama")
     recommend.add_argument("--year-min", type=int, help="only movies from this year on")
     recommend.add_argument("--year-max", type=int, help="only movies up to this year")
@@ -341,7 +347,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     if args.user_ids_file:
         return _recommend_file(args)
-    with recommend_pipeline(_settings(args)) as pipeline:
+    with recommend_pipeline(_settings(args), rank_stage=False if args.no_rank_stage else None) as pipeline:
         user_id = _parse_id(args.user_id, pipeline.resources.model.vocabularies.id_type)
         recommendations = pipeline(
             user_id,
@@ -350,6 +356,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             occupation=_maybe_int(args.occupation),
             top_k=args.top_k,
             exclude_rated=not args.include_rated,
+            explain=args.explain,
             **_filters(args),
         )
     if args.json:
@@ -384,7 +391,7 @@ def _recommend_file(args: argparse.Namespace) -> int:
         writer = csv.writer(target) if args.format == "csv" else None
         if writer is not None:
             writer.writerow(CSV_COLUMNS)
-        with recommend_pipeline(_settings(args)) as pipeline, tqdm(
+        with recommend_pipeline(_settings(args), rank_stage=False if args.no_rank_stage else None) as pipeline, tqdm(
             desc="recommend", unit="user", disable=not _show_progress(args)
         ) as progress:
             id_type = pipeline.resources.model.vocabularies.id_type
@@ -477,7 +484,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for user_id in [uid for uid in DEMO_USER_IDS if uid in dataset.users] or list(dataset.users)[:3]:
             user = dataset.users[user_id]
             print(f"User {user_id} (gender {user.gender}, age {user.age}, occupation {user.occupation}):")
-            print(format_table(pipeline(user_id, top_k=args.top_k)) + "\n")
+            # The first user's list shows why each movie was picked.
+            explain = user_id == DEMO_USER_IDS[0]
+            print(format_table(pipeline(user_id, top_k=args.top_k, explain=explain)) + "\n")
         new_user = _demo_new_user(dataset)
         print(f"New user {new_user}:")
         print(format_table(pipeline(**new_user, top_k=args.top_k)))
@@ -524,6 +533,8 @@ def format_table(recommendations: Sequence[Any]) -> str:
     for rank, item in enumerate(recommendations, start=1):
         genres = "|".join(item.genres)
         lines.append(f"{rank:>4}  {item.movie_id!s:>8}  {item.score:6.3f}  {item.title}  [{genres}]")
+        if item.because:
+            lines.append(f"{'':>24}because you rated: " + "; ".join(reason.title for reason in item.because))
     return "\n".join(lines)
 
 

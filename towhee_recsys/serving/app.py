@@ -228,6 +228,7 @@ def recommend_for_user(
                                               "separate names by commas.")] = None,
     year_min: Annotated[int | None, Query(description=YEAR_MIN_DESCRIPTION)] = None,
     year_max: Annotated[int | None, Query(description=YEAR_MAX_DESCRIPTION)] = None,
+    explain: Annotated[bool, Query(description="Add the rated movies that most support each movie.")] = False,
 ) -> Any:
     """Recommend movies for a user in the catalog, best first."""
     catalog_id = service.catalog_id(user_id, "user_id", "path")
@@ -238,6 +239,7 @@ def recommend_for_user(
         genres=_split_genres(genres),
         year_min=year_min,
         year_max=year_max,
+        explain=explain,
     )
     return _user_recommendations(catalog_id, recommendations)
 

@@ -116,6 +116,16 @@ class MovieIn(_Request):
     year: int | None = Field(None, description="Release year; None when unknown.", examples=[1995])
 
 
+class ReasonOut(BaseModel):
+    """A movie the user rated that supports a recommendation."""
+
+    movie_id: int | str = Field(..., examples=[2571])
+    title: str = Field(..., examples=["Matrix, The (1999)"])
+    support: float = Field(
+        ..., description="Item-to-item weight of the rank stage, or cosine of the two movies' vectors.", examples=[0.31]
+    )
+
+
 class RecommendationOut(BaseModel):
     """One recommended movie."""
 
@@ -123,7 +133,15 @@ class RecommendationOut(BaseModel):
     title: str = Field(..., examples=["Sixth Sense, The (1999)"])
     genres: list[str] = Field(..., examples=[["Thriller"]])
     year: int | None = Field(..., examples=[1999])
-    score: float = Field(..., description="Cosine of the user and movie vectors, from -1 to 1.", examples=[0.87])
+    score: float = Field(
+        ...,
+        description="Cosine of the user and movie vectors (-1 to 1), or the rank stage's blended score when the "
+        "model has a rank stage.",
+        examples=[0.87],
+    )
+    because: list[ReasonOut] | None = Field(
+        None, description="With explain=true: the user's rated movies that most support this one, strongest first."
+    )
 
 
 class UserRecommendations(BaseModel):
