@@ -84,7 +84,7 @@ def _add_training_options(parser: argparse.ArgumentParser, epochs: int) -> None:
 
 # The validation split picks the best epoch, so evaluation may train longer than `train`.
 EVALUATION_EPOCHS = 25
-EVALUATION_PATIENCE = 3
+EVALUATION_PATIENCE = 5
 
 
 def _add_evaluation_training_options(parser: argparse.ArgumentParser) -> None:
