@@ -237,6 +237,10 @@ def _train(context: _Context, split: ProtocolSplit, config: ModelConfig, callbac
     from towhee_recsys.model import train
 
     train_dataset = split.train_dataset(context.dataset)
+    if config.objective == "contrastive" and config.positive_rating is None and len(train_dataset.ratings):
+        # Every interaction a ranking protocol keeps is a positive (recbole already dropped
+        # ratings below 3; leave-last-out tests on the latest rating whatever its value).
+        config = replace(config, positive_rating=float(train_dataset.ratings.rating.min()))
     logger.info("%s: training on %d ratings", context.protocol, len(train_dataset.ratings))
     with context.timed("training"):
         return train(train_dataset, config, show_progress=context.show_progress, epoch_callback=callback)
