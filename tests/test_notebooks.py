@@ -101,10 +101,10 @@ def test_notebooks_start_with_data_parameter():
 
 
 def test_quickstart_notebook(tmp_path, monkeypatch):
-    committed = EXAMPLES / "images" / "quickstart_rmse.png"
+    committed = EXAMPLES / "images" / "quickstart_loss.png"
     before = digest(committed)
     run_notebook("quickstart.ipynb", tmp_path, monkeypatch)
-    assert saved_images(tmp_path) == ["quickstart_rmse.png"]
+    assert saved_images(tmp_path) == ["quickstart_loss.png"]
     assert digest(committed) == before
 
 
