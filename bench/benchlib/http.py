@@ -73,7 +73,7 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(home: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
-    """Start `towhee-recsys serve` on `home` and a free port, wait until /health answers, stop it at the end."""
+    """Start `towhee-recsys serve` on `home` and a free port, wait until /health responds, stop it at the end."""
     port = free_port()
     help_text = subprocess.run([*cli_command(), "serve", "--help"], capture_output=True, text=True).stdout
     command = [*cli_command(), "serve", "--home", str(home), "--host", HOST, "--port", str(port)]
@@ -100,7 +100,8 @@ def _wait_until_healthy(process: subprocess.Popen, port: int, log_path: Path) ->
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"towhee-recsys serve did not answer /health within {START_TIMEOUT:.0f} s: {_tail(log_path)}")
+    message = f"towhee-recsys serve did not respond to /health within {START_TIMEOUT:.0f} s"
+    raise RuntimeError(f"{message}: {_tail(log_path)}")
 
 
 def _stop(process: subprocess.Popen) -> None:
