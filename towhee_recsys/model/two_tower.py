@@ -29,7 +29,8 @@ class RecommenderModel:
     Attributes:
         config: architecture and training settings.
         vocabularies: feature vocabularies built from the training data.
-        history: per-epoch training metrics (epoch, train_rmse, val_rmse, seconds).
+        history: per-epoch training metrics: epoch, seconds, train_loss and val_loss
+            (contrastive) or train_rmse and val_rmse (rating), val_score when scored.
         fingerprint: short hash of the saved weights and vocabularies; None until saved.
     """
 
