@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     # force: importing towhee installs a handler on the root logger already.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    logging.getLogger("milvus_lite").setLevel(logging.WARNING)  # it logs every background index build
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
     started_at = datetime.datetime.now().astimezone()

@@ -21,12 +21,16 @@ logger = logging.getLogger("bench")
 SECTION = "latency"
 TOP_K = 10
 RATIO_TARGET = 1.2
+# Users per block of the latency loop, and the pause after each block (see `measure`).
+BLOCK_CALLS = 25
+SETTLE_SECONDS = 0.3
 NOTES = [
     "**latency**: `recommend_pipeline()(user_id, top_k=10)` for random known users (excluding the movies each "
     "rated). Its floor, timed in the same loop on the same users: one redis-py round trip for the user's "
     "profile, rated set and online ratings, `model.encode_users()` for one user, pymilvus `search` with the "
     "same parameters (limit 10, IP, Strong consistency, the same `movie_id not in [...]` expression) and one "
-    "redis-py round trip for the 10 hits' details. The order of pipeline and floor alternates between calls. "
+    "redis-py round trip for the 10 hits' details. Pipeline and floor alternate in blocks of 25 users with "
+    "a 0.3 s pause in between, so that Paddle's spinning OpenMP threads of one do not slow the other. "
     "The NumPy rows replace the Milvus search by an exact inner product over all movie vectors with the same "
     "exclusion. CPU time counts every thread of the benchmark process, which includes Milvus Lite's server "
     "but not Redis.",
@@ -144,47 +148,71 @@ def _timed_with_cpu(function: Callable[[], Any]) -> tuple[Any, float, float]:
 
 
 def measure(recommend: Any, raw: RawRecommender, user_ids: list[Any], warmup: int) -> Timings:
-    """Time the pipeline, the raw floor and the NumPy path for each user, alternating their order."""
+    """Time the pipeline, the raw floor and the NumPy path on the same users, in alternating blocks.
+
+    Each block of BLOCK_CALLS users runs through the pipeline, and the same users through
+    the floor and the NumPy path, in alternating order. A pause of SETTLE_SECONDS
+    separates the blocks, because Paddle's OpenMP threads keep spinning for up to 200 ms
+    after their thread's last call: encodes from the pipeline's pool threads slowed
+    the floor's encodes in the main thread from under 1 ms to about 10 ms.
+    """
     timings = Timings([], [], [], {name: [] for name in ("profile", "encode", "milvus", "numpy", "details")})
-    for call, user_id in enumerate(user_ids):
-        record = call >= warmup
-
-        def pipeline_call(user_id: Any = user_id) -> list[Any]:
-            return [item.movie_id for item in recommend(user_id, top_k=TOP_K)]
-
-        def floor_call(user_id: Any = user_id) -> tuple[list[Any], list[float]]:
-            (user, rated), profile_seconds = _timed(raw.profile, user_id)
-            vector, encode_seconds = _timed(raw.encode, user)
-            hits, search_seconds = _timed(raw.milvus_search, vector, rated)
-            _, details_seconds = _timed(raw.details, hits)
-            return hits, [profile_seconds, encode_seconds, search_seconds, details_seconds]
-
-        if call % 2:
-            (floor_hits, part_seconds), floor_seconds, floor_cpu = _timed_with_cpu(floor_call)
-            pipeline_hits, pipeline_seconds, pipeline_cpu = _timed_with_cpu(pipeline_call)
+    for block, start in enumerate(range(0, len(user_ids), BLOCK_CALLS)):
+        users = user_ids[start : start + BLOCK_CALLS]
+        if block % 2:
+            floor_results = _floor_block(raw, users)
+            pipeline_results = _pipeline_block(recommend, users)
         else:
-            pipeline_hits, pipeline_seconds, pipeline_cpu = _timed_with_cpu(pipeline_call)
-            (floor_hits, part_seconds), floor_seconds, floor_cpu = _timed_with_cpu(floor_call)
+            pipeline_results = _pipeline_block(recommend, users)
+            floor_results = _floor_block(raw, users)
+
+        for offset, (pipeline_result, floor_result) in enumerate(zip(pipeline_results, floor_results, strict=True)):
+            if start + offset < warmup:
+                continue
+            pipeline_hits, pipeline_seconds, pipeline_cpu = pipeline_result
+            floor_hits, part_seconds, floor_seconds, floor_cpu, numpy_hits, numpy_search, numpy_seconds = floor_result
+            timings.pipeline.append(pipeline_seconds)
+            timings.floor.append(floor_seconds)
+            timings.pipeline_cpu.append(pipeline_cpu)
+            timings.floor_cpu.append(floor_cpu)
+            timings.numpy_path.append(numpy_seconds)
+            for name, seconds in zip(("profile", "encode", "milvus", "details"), part_seconds, strict=True):
+                timings.parts[name].append(seconds)
+            timings.parts["numpy"].append(numpy_search)
+            timings.same_top_k += int(pipeline_hits == numpy_hits == floor_hits)
+    return timings
+
+
+def _pipeline_block(recommend: Any, user_ids: list[Any]) -> list[tuple[list[Any], float, float]]:
+    def pipeline_call(user_id: Any) -> list[Any]:
+        return [item.movie_id for item in recommend(user_id, top_k=TOP_K)]
+
+    results = [_timed_with_cpu(lambda user_id=user_id: pipeline_call(user_id)) for user_id in user_ids]
+    time.sleep(SETTLE_SECONDS)
+    return results
+
+
+def _floor_block(raw: RawRecommender, user_ids: list[Any]) -> list[tuple]:
+    def floor_call(user_id: Any) -> tuple[list[Any], list[float]]:
+        (user, rated), profile_seconds = _timed(raw.profile, user_id)
+        vector, encode_seconds = _timed(raw.encode, user)
+        hits, search_seconds = _timed(raw.milvus_search, vector, rated)
+        _, details_seconds = _timed(raw.details, hits)
+        return hits, [profile_seconds, encode_seconds, search_seconds, details_seconds]
+
+    results = []
+    for user_id in user_ids:
+        (hits, part_seconds), seconds, cpu = _timed_with_cpu(lambda user_id=user_id: floor_call(user_id))
 
         started = time.perf_counter()
         user, rated = raw.profile(user_id)
         vector = raw.encode(user)
-        numpy_hits, numpy_search_seconds = _timed(raw.numpy_search, vector, rated)
+        numpy_hits, numpy_search = _timed(raw.numpy_search, vector, rated)
         raw.details(numpy_hits)
         numpy_seconds = time.perf_counter() - started
-
-        if not record:
-            continue
-        timings.pipeline.append(pipeline_seconds)
-        timings.floor.append(floor_seconds)
-        timings.pipeline_cpu.append(pipeline_cpu)
-        timings.floor_cpu.append(floor_cpu)
-        timings.numpy_path.append(numpy_seconds)
-        for name, seconds in zip(("profile", "encode", "milvus", "details"), part_seconds, strict=True):
-            timings.parts[name].append(seconds)
-        timings.parts["numpy"].append(numpy_search_seconds)
-        timings.same_top_k += int(pipeline_hits == numpy_hits == floor_hits)
-    return timings
+        results.append((hits, part_seconds, seconds, cpu, numpy_hits, numpy_search, numpy_seconds))
+    time.sleep(SETTLE_SECONDS)
+    return results
 
 
 def run(workspace: Workspace, calls: int, warmup: int, seed: int) -> list[Row]:
