@@ -30,7 +30,7 @@ NOTES = [
     "profile, rated set and online ratings, `model.encode_users()` for one user, pymilvus `search` with the "
     "same parameters (limit 10, IP, Strong consistency, the same `movie_id not in [...]` expression) and one "
     "redis-py round trip for the 10 hits' details. Pipeline and floor alternate in blocks of 25 users with "
-    "a 0.3 s pause in between, so that Paddle's spinning OpenMP threads of one do not slow the other. "
+    "a 0.3 s pause in between, so that the spinning OpenMP threads of one's Paddle calls do not slow the other. "
     "The NumPy rows replace the Milvus search by an exact inner product over all movie vectors with the same "
     "exclusion. CPU time counts every thread of the benchmark process, which includes Milvus Lite's server "
     "but not Redis.",
@@ -152,9 +152,10 @@ def measure(recommend: Any, raw: RawRecommender, user_ids: list[Any], warmup: in
 
     Each block of BLOCK_CALLS users runs through the pipeline, and the same users through
     the floor and the NumPy path, in alternating order. A pause of SETTLE_SECONDS
-    separates the blocks, because Paddle's OpenMP threads keep spinning for up to 200 ms
-    after their thread's last call: encodes from the pipeline's pool threads slowed
-    the floor's encodes in the main thread from under 1 ms to about 10 ms.
+    separates the blocks. Paddle's OpenMP threads keep spinning after their calling
+    thread's last call (Intel OpenMP's KMP_BLOCKTIME, 200 ms by default). When calls
+    alternated one by one, the pipeline's encodes in Towhee pool threads slowed the
+    floor's encodes in the main thread from under 1 ms to about 10 ms.
     """
     timings = Timings([], [], [], {name: [] for name in ("profile", "encode", "milvus", "numpy", "details")})
     for block, start in enumerate(range(0, len(user_ids), BLOCK_CALLS)):
