@@ -20,11 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen befor
 
 OUTPUT = Path(__file__).with_name("quality_validation.png")
 
-# Protocol name -> (history keys to draw, panel title).
+# Protocol name -> (history keys to draw, panel title, key that chose the epoch, higher is better).
 PANELS = {
-    "recbole": (("val_Recall@10", "val_NDCG@10"), "recbole (P1): validation split"),
-    "leave-last-out": (("val_HR@10", "val_NDCG@10", "val_HR@50"), "leave-last-out (P2): second-latest rating"),
-    "rating": (("val_RMSE",), "rating: validation RMSE (lower is better)"),
+    "recbole": (("val_Recall@10", "val_NDCG@10"), "recbole (P1): validation split", "val_NDCG@10", True),
+    "leave-last-out": (
+        ("val_HR@10", "val_NDCG@10"), "leave-last-out (P2): second-latest rating", "val_NDCG@10", True
+    ),
+    "rating": (("val_RMSE",), "rating: validation RMSE (lower is better)", "val_RMSE", False),
 }
 
 
@@ -36,12 +38,13 @@ def main(report_path: str) -> None:
     figure, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 3.8), squeeze=False)
     for axis, name in zip(axes[0], shown, strict=True):
         history = protocols[name]["history"]
-        keys, title = PANELS[name]
+        keys, title, chosen_by, higher = PANELS[name]
         epochs = [record["epoch"] for record in history]
         for key in keys:
             if key in history[0]:
                 axis.plot(epochs, [record[key] for record in history], marker="o", label=key.removeprefix("val_"))
-        best = max(history, key=lambda record: record.get("val_score", float("-inf")))["epoch"]
+        sign = 1.0 if higher else -1.0
+        best = max(history, key=lambda record: sign * record[chosen_by])["epoch"]
         axis.axvline(best, color="grey", linestyle=":", label=f"kept: epoch {best}")
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("epoch")
