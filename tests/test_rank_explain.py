@@ -21,7 +21,7 @@ def planted():
 
 @pytest.fixture(scope="module")
 def home(planted, tmp_path_factory) -> Path:
-    """A catalog whose model folder also holds a rank stage fitted on the same ratings."""
+    """A catalog whose model folder also contains a rank stage fitted on the same ratings."""
     home = tmp_path_factory.mktemp("home")
     config = ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1)
     model = train(planted, config, model_dir=home / "model", show_progress=False)
@@ -31,7 +31,7 @@ def home(planted, tmp_path_factory) -> Path:
     return home
 
 
-def test_rank_stage_used_when_the_model_folder_has_one(home):
+def test_rank_stage_loaded_when_present(home):
     with recommend_pipeline(home=home) as pipeline:
         assert pipeline.ranker is not None
     with recommend_pipeline(home=home, rank_stage=False) as pipeline:
@@ -76,7 +76,8 @@ def test_explanations_come_from_the_users_history(home, planted, rank_stage):
     for item in explained:
         assert 1 <= len(item.because) <= 3
         supports = [reason.support for reason in item.because]
-        assert supports == sorted(supports, reverse=True) and supports[-1] > 0
+        assert supports == sorted(supports, reverse=True)
+        assert supports[-1] > 0
         for reason in item.because:
             assert reason.movie_id in rated
             assert reason.title == titles[reason.movie_id]

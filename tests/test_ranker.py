@@ -59,7 +59,7 @@ def test_history_lifts_co_rated_movie_over_recall_order():
     assert ranker.supporters(history, int(candidates[0])) == []
 
 
-def test_no_history_keeps_recall_order_and_unknown_movies_count_zero():
+def test_no_history_keeps_recall_order():
     ranker = HistoryRanker.fit(_dataset(), regularization=1.0)
     recall = np.array([0.3, 0.9, 0.5], dtype=np.float32)
     scores = ranker.rescore(ranker.positions([]), ranker.positions([1, 2, 99]), recall)
@@ -72,7 +72,8 @@ def test_save_load_roundtrip_and_damage(tmp_path):
     ranker = HistoryRanker.fit(_dataset(), regularization=2.0, blend=0.4)
     ranker.save(tmp_path)
     loaded = HistoryRanker.load(tmp_path)
-    assert loaded.movie_ids == ranker.movie_ids and loaded.blend == 0.4
+    assert loaded.movie_ids == ranker.movie_ids
+    assert loaded.blend == 0.4
     np.testing.assert_array_equal(loaded.weights, ranker.weights)
 
     (tmp_path / "ranker" / "weights.npy").write_bytes(b"not numpy")
