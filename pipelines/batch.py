@@ -34,6 +34,8 @@ def recommend_batch(
     online_weight: float,
     ranker: Any = None,
 ) -> list[list[Recommendation]]:
+    from towhee_recsys.pipelines.recommend import LikedHistory
+
     """Return the `top_k` recommendations of each user, in the order of `user_ids`.
 
     One metadata read gets every user's demographics, rated movies and online ratings.
@@ -57,8 +59,10 @@ def recommend_batch(
         candidates = resources.vector_store.search(
             embeddings, max(top_k, RANK_CANDIDATES), exclude=exclude, filter=expression
         )
+        liked = LikedHistory(rating_range)
         hits = [
-            _rank(ranker, row, record.rated_movie_ids, top_k) for row, record in zip(candidates, known, strict=True)
+            _rank(ranker, row, liked(record.rated_movie_ids, record.online_ratings), top_k)
+            for row, record in zip(candidates, known, strict=True)
         ]
     recommendations = iter(_attach_details(resources, hits))
     return [next(recommendations) if record is not None else [] for record in records]

@@ -42,6 +42,24 @@ def _recall_k(top_k: int) -> int:
     return max(top_k, RANK_CANDIDATES)
 
 
+class LikedHistory:
+    """The rated movies that may support a recommendation: all but those rated below the middle.
+
+    Only online ratings keep their values (an ingest stores which movies a user rated, not
+    how), so a movie the user rated low through `record_ratings` is left out of the rank
+    stage's history and of the explanations, and ingested ratings all count.
+    """
+
+    def __init__(self, rating_range: tuple[float, float]) -> None:
+        self.center = (rating_range[0] + rating_range[1]) / 2
+
+    def __call__(self, rated_movie_ids: Sequence[Any], online_ratings: Mapping[Any, float]) -> tuple:
+        disliked = {movie_id for movie_id, rating in online_ratings.items() if rating < self.center}
+        if not disliked:
+            return tuple(rated_movie_ids)
+        return tuple(movie_id for movie_id in rated_movie_ids if movie_id not in disliked)
+
+
 class _AttachReasons:
     """Put the supporting rated movies, with titles, on each recommendation."""
 
@@ -94,6 +112,7 @@ def build_recommend_dag(
         .map("features", "tower_embedding", ops.towhee_recsys.user_encoder(model=model))
         .map(("tower_embedding", "online_ratings"), "embedding", blend)
         .map(("rated_movie_ids", "exclude_rated"), "exclude_ids", _excluded_ids)
+        .map(("rated_movie_ids", "online_ratings"), "liked_movie_ids", LikedHistory(rating_range))
     )
     search = ops.towhee_recsys.milvus_search(store=vectors)
     if ranker is None:
@@ -102,12 +121,12 @@ def build_recommend_dag(
         flow = (
             flow.map("top_k", "recall_k", _recall_k)
             .map(("embedding", "exclude_ids", "recall_k", "filter"), "candidates", search)
-            .map(("candidates", "rated_movie_ids", "top_k"), "hits", ops.towhee_recsys.rank_stage(ranker=ranker))
+            .map(("candidates", "liked_movie_ids", "top_k"), "hits", ops.towhee_recsys.rank_stage(ranker=ranker))
         )
     flow = flow.map("hits", "recommendations", ops.towhee_recsys.metadata_lookup(store=metadata))
     if explain:
         flow = flow.map(
-            ("hits", "rated_movie_ids"), "reasons", ops.towhee_recsys.explain(store=vectors, ranker=ranker)
+            ("hits", "liked_movie_ids"), "reasons", ops.towhee_recsys.explain(store=vectors, ranker=ranker)
         ).map(("recommendations", "reasons"), "recommendations", _AttachReasons(metadata))
     return flow.output("recommendations")
 
@@ -351,7 +370,7 @@ def _load_ranker(model_dir: str, rank_stage: bool | None) -> Any:
 
     if rank_stage is False:
         return None
-    if rank_stage is None and not (Path(model_dir) / RANKER_FOLDER).is_dir():
+    if rank_stage is None and not (Path(model_dir).expanduser() / RANKER_FOLDER).is_dir():
         return None
     ranker = HistoryRanker.load(model_dir)
     logger.info("Using the rank stage in %s", model_dir)

@@ -27,7 +27,8 @@ def planted():
 @pytest.fixture(scope="module")
 def model_dir(planted, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
-    train(planted, ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1), model_dir=folder,
+    config = ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1)
+    train(planted, config, model_dir=folder,
           show_progress=False)
     return folder
 

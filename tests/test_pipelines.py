@@ -202,7 +202,8 @@ def test_lock_held_by_other_process(home):
 
 
 def test_model_mismatch_detected(home, planted, tmp_path):
-    other = train(planted, ModelConfig(objective="rating", epochs=1, batch_size=256, seed=7), model_dir=tmp_path / "other",
+    config = ModelConfig(objective="rating", epochs=1, batch_size=256, seed=7)
+    other = train(planted, config, model_dir=tmp_path / "other",
                   show_progress=False)
     assert other.fingerprint
     with pytest.raises(ModelError, match="towhee-recsys ingest"):

@@ -95,3 +95,25 @@ def test_required_rank_stage_missing_names_fix(home, tmp_path):
         recommend_pipeline(home=tmp_path / "copy", rank_stage=True)
     with recommend_pipeline(home=tmp_path / "copy") as pipeline:
         assert pipeline.ranker is None
+
+
+def test_saving_a_new_model_removes_the_old_rank_stage(home, planted, tmp_path):
+    shutil.copytree(home, tmp_path / "copy")
+    from towhee_recsys.model import RecommenderModel
+
+    RecommenderModel.load(tmp_path / "copy" / "model").save(tmp_path / "copy" / "model")
+    assert not (tmp_path / "copy" / "model" / "ranker").exists()
+
+
+@pytest.mark.parametrize("rank_stage", [True, False])
+def test_movie_rated_low_online_never_explains(home, planted, tmp_path, rank_stage):
+    shutil.copytree(home, tmp_path / "copy")
+    # User 2 loves dramas; a drama rated 1 star online must not be offered as a reason.
+    rated = set(planted.rated_movie_ids()[2])
+    dramas = [movie.movie_id for movie in planted.movies.values() if movie.genres[0] == "Drama"]
+    disliked = next(movie_id for movie_id in dramas if movie_id not in rated)
+    with recommend_pipeline(home=tmp_path / "copy", rank_stage=rank_stage) as pipeline:
+        pipeline.record_ratings(2, {disliked: 1})
+        after = pipeline(2, top_k=10, explain=True)
+    assert all(reason.movie_id != disliked for item in after for reason in item.because)
+    assert all(item.because for item in after)

@@ -101,3 +101,17 @@ def test_evaluation_rank_stage_uses_training_history_only():
     assert rescored[0, 1] > rescored[0, 0]
     assert rescored[0, 2] == -np.inf
     assert list(np.argsort(-rescored[1])) == [0, 1, 2]
+
+
+def test_home_folder_path_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    HistoryRanker.fit(_dataset()).save("~/model")
+    assert (tmp_path / "model" / "ranker" / "weights.npy").exists()
+    assert HistoryRanker.load("~/model").movie_ids == [1, 2, 3, 4, 5]
+
+
+def test_config_missing_key_is_model_error(tmp_path):
+    HistoryRanker.fit(_dataset()).save(tmp_path)
+    (tmp_path / "ranker" / "ranker.json").write_text('{"format_version": 1}')
+    with pytest.raises(ModelError, match="damaged"):
+        HistoryRanker.load(tmp_path)

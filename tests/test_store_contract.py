@@ -37,7 +37,8 @@ def catalog():
 @pytest.fixture(scope="module")
 def model_folder(catalog, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
-    train(catalog, ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1), model_dir=folder,
+    config = ModelConfig(objective="rating", epochs=20, batch_size=256, learning_rate=0.01, seed=1)
+    train(catalog, config, model_dir=folder,
           show_progress=False)
     return folder
 

@@ -347,6 +347,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     if args.user_ids_file:
         return _recommend_file(args)
+    if args.user_id is None and all(getattr(args, name) in (None, "") for name in ("gender", "age", "occupation")):
+        from towhee_recsys.validation import invalid_parameter
+
+        raise invalid_parameter(
+            "--user-id", "a user id, or --gender/--age/--occupation for a new user", "none", "Pass one of them."
+        )
     with recommend_pipeline(_settings(args), rank_stage=False if args.no_rank_stage else None) as pipeline:
         user_id = _parse_id(args.user_id, pipeline.resources.model.vocabularies.id_type)
         recommendations = pipeline(
@@ -381,7 +387,7 @@ def _recommend_file(args: argparse.Namespace) -> int:
     from towhee_recsys.results import CSV_COLUMNS, csv_rows, json_line
     from towhee_recsys.validation import check_positive_int, invalid_parameter
 
-    given = [name for name in ("user_id", "gender", "age", "occupation", "json") if getattr(args, name)]
+    given = [name for name in ("user_id", "gender", "age", "occupation", "json", "explain") if getattr(args, name)]
     if given:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
         raise invalid_parameter(options, "no single-user options together with --user-ids-file", "both")

@@ -131,7 +131,7 @@ class HistoryRanker:
 
     def save(self, model_dir: str | os.PathLike) -> Path:
         """Write the ranker to `<model_dir>/ranker/` next to the two-tower model."""
-        folder = Path(model_dir) / RANKER_FOLDER
+        folder = Path(model_dir).expanduser() / RANKER_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / _WEIGHTS_FILE, self.weights, allow_pickle=False)
         config = {
@@ -146,7 +146,7 @@ class HistoryRanker:
     @classmethod
     def load(cls, model_dir: str | os.PathLike) -> HistoryRanker:
         """Read a ranker saved by `save`; raise ModelError if it is missing or damaged."""
-        folder = Path(model_dir) / RANKER_FOLDER
+        folder = Path(model_dir).expanduser() / RANKER_FOLDER
         try:
             config = json.loads((folder / _CONFIG_FILE).read_text(encoding="utf-8"))
             weights = np.load(folder / _WEIGHTS_FILE, allow_pickle=False)
@@ -162,17 +162,21 @@ class HistoryRanker:
                 f"The rank stage in '{folder}' has format version {config.get('format_version')!r}; "
                 f"this version reads {_FORMAT_VERSION}. Train it again."
             )
-        count = len(config["movie_ids"])
+        try:
+            movie_ids, blend, regularization = config["movie_ids"], config["blend"], config["regularization"]
+        except (KeyError, TypeError) as error:
+            raise ModelError(f"The rank stage in '{folder}' is damaged (missing {error}); train it again.") from error
+        count = len(movie_ids)
         if weights.shape != (count, count):
             raise ModelError(f"The rank stage in '{folder}' has weights of shape {weights.shape} for {count} movies.")
-        return cls(config["movie_ids"], weights, config["blend"], config["regularization"])
+        return cls(movie_ids, weights, blend, regularization)
 
 
 def remove_ranker(model_dir: str | os.PathLike) -> bool:
     """Delete the rank stage of a model folder, if any; return whether one was there."""
     import shutil
 
-    folder = Path(model_dir) / RANKER_FOLDER
+    folder = Path(model_dir).expanduser() / RANKER_FOLDER
     if not folder.exists():
         return False
     shutil.rmtree(folder)

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,6 +120,11 @@ class RecommenderModel:
         }
         self.fingerprint = write_model_folder(model_dir, config, self.vocabularies.to_json(), weights)
         logger.info("Saved model %s to %s", self.fingerprint, model_dir)
+        # A rank stage fitted beside an earlier model may cover another catalog; fit it again
+        # after saving (`towhee-recsys train --rank-stage` does).
+        from towhee_recsys.model.ranker import remove_ranker
+
+        remove_ranker(Path(model_dir).expanduser())
         return self.fingerprint
 
     @classmethod
