@@ -26,7 +26,8 @@ BLOCK_CALLS = 25
 SETTLE_SECONDS = 0.3
 NOTES = [
     "**latency**: `recommend_pipeline()(user_id, top_k=10)` for random known users (excluding the movies each "
-    "rated). Its floor, timed in the same loop on the same users: one redis-py round trip for the user's "
+    "rated). Its floor is the sum of the medians of its raw parts, timed in the same loop on the same users: "
+    "one redis-py round trip for the user's "
     "profile, rated set and online ratings, `model.encode_users()` for one user, pymilvus `search` with the "
     "same parameters (limit 10, IP, Strong consistency, the same `movie_id not in [...]` expression) and one "
     "redis-py round trip for the 10 hits' details. Pipeline and floor alternate in blocks of 25 users with "
@@ -239,16 +240,25 @@ def run(workspace: Workspace, calls: int, warmup: int, seed: int) -> list[Row]:
 
 
 def rows_of(timings: Timings, calls: int) -> list[Row]:
-    """Build the latency rows from the measured durations."""
+    """Build the latency rows from the measured durations.
+
+    The target compares with the sum of the raw parts' medians. The median of whole raw
+    calls is reported too, but it is less stable: on 2 cores, OpenMP threads of Paddle
+    and of Milvus Lite's search that are still spinning slow some calls' other parts.
+    """
     p50, p99 = percentile_ms(timings.pipeline, 50), percentile_ms(timings.pipeline, 99)
     floor_p50, floor_p99 = percentile_ms(timings.floor, 50), percentile_ms(timings.floor, 99)
     parts = {name: percentile_ms(values, 50) for name, values in timings.parts.items()}
-    breakdown = ", ".join(f"{name} {parts[name]:.2f}" for name in ("profile", "encode", "milvus", "details"))
+    part_names = ("profile", "encode", "milvus", "details")
+    parts_p50 = sum(parts[name] for name in part_names)
+    breakdown = ", ".join(f"{name} {parts[name]:.2f}" for name in part_names)
     return [
-        Row(SECTION, "recommend p50, pipeline", p50, "ms", floor=floor_p50, floor_name="raw parts",
-            target=f"<= {RATIO_TARGET:g} x floor", passed=p50 <= RATIO_TARGET * floor_p50,
-            note=f"{calls} calls; floor parts p50 (ms): {breakdown}"),
-        Row(SECTION, "recommend p99, pipeline", p99, "ms", floor=floor_p99, floor_name="raw parts"),
+        Row(SECTION, "recommend p50, pipeline", p50, "ms", floor=parts_p50, floor_name="sum of raw parts' p50",
+            target=f"<= {RATIO_TARGET:g} x floor", passed=p50 <= RATIO_TARGET * parts_p50,
+            note=f"{calls} calls; raw parts p50 (ms): {breakdown}"),
+        Row(SECTION, "recommend p50, pipeline vs whole raw calls", p50, "ms", floor=floor_p50,
+            floor_name="raw parts, per call"),
+        Row(SECTION, "recommend p99, pipeline", p99, "ms", floor=floor_p99, floor_name="raw parts, per call"),
         Row(SECTION, "recommend CPU time p50, pipeline", percentile_ms(timings.pipeline_cpu, 50), "ms",
             floor=percentile_ms(timings.floor_cpu, 50), floor_name="raw parts",
             note="CPU seconds of all threads of the process (Milvus Lite runs in it; Redis does not)"),
