@@ -401,7 +401,6 @@ class RedisServer:
 
     def start(self) -> None:
         import redis
-
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
                    "--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -417,7 +416,6 @@ class RedisServer:
     def stop(self) -> None:
         """Save the data, then stop the server."""
         import redis
-
         if self.process is None:
             return
         try:
@@ -462,6 +460,15 @@ def test_store_failure_is_503_then_recovers(planted, model_dir, redis_server, tm
         redis_server.start()
         assert client.get("/health").json()["status"] == "ok"
         assert len(movie_ids(client.get("/users/1/recommendations"))) == 10
+
+        # A Redis that comes back empty leaves Milvus with movies the metadata store lacks.
+        import redis
+
+        redis.Redis(port=redis_server.port).flushall()
+        emptied = client.get("/health")
+        assert emptied.status_code == 503
+        assert "out of step" in emptied.json()["message"]
+        assert emptied.json()["metadata_movie_count"] == 0
 
 
 # ----- the `towhee-recsys serve` command -----

@@ -198,6 +198,14 @@ def health(service: ServiceDependency) -> Any:
         except RecsysError as error:
             logger.error("Health check: the %s failed: %s", name, error)
             failures.append(f"The {name} failed: {error}")
+    if not failures and counts["movie_count"] != counts["metadata_movie_count"]:
+        # A metadata store that lost its data (a restarted Redis without persistence, say)
+        # makes every recommendation fail, so the service is not healthy.
+        failures.append(
+            f"The stores are out of step: the vector store holds {counts['movie_count']} movies and the "
+            f"metadata store {counts['metadata_movie_count']}. Run `towhee-recsys check --repair` or ingest again."
+        )
+        logger.error("Health check: %s", failures[-1])
 
     body = HealthOut(
         status="unavailable" if failures else "ok",
