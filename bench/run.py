@@ -1,6 +1,6 @@
 """Benchmark towhee_recsys against the raw parts it is built from, and write docs/benchmarks.md.
 
-    python bench/run.py --data /path/to/ml-1m            # every section, about 10 minutes
+    python bench/run.py --data /path/to/ml-1m            # every section, 7 to 11 minutes on 2 cores
     python bench/run.py --only latency,ingest            # some sections
     python bench/run.py --synthetic --quick              # a small generated dataset, seconds
 
