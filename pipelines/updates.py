@@ -66,9 +66,11 @@ def unknown_users_error(unknown: Sequence[Id]) -> UnknownUserError:
     """Build the UnknownUserError that names the first unknown user ids of a batch."""
     shown = ", ".join(repr(user_id) for user_id in unknown[:MAX_IDS_IN_MESSAGE])
     more = f" and {len(unknown) - MAX_IDS_IN_MESSAGE} more" if len(unknown) > MAX_IDS_IN_MESSAGE else ""
+    noun = "user id is" if len(unknown) == 1 else "user ids are"
     return UnknownUserError(
-        f"{len(unknown)} user ids are not in the catalog: {shown}{more}. Ingest their ratings, "
-        "register them with register_user(), or pass skip_unknown=True to get an empty list for each."
+        f"{len(unknown)} {noun} not in the catalog: {shown}{more}. Ingest their ratings or register them "
+        "(register_user() in Python, PUT /users/{id} over HTTP), or skip unknown users to get an empty list "
+        "for each (skip_unknown=True, --skip-unknown, or \"skip_unknown\": true)."
     )
 
 
@@ -118,8 +120,8 @@ def record_ratings(resources: Resources, user_id: Any, ratings: Any, rating_rang
         raise invalid_parameter("movie_id", "ids of movies in the catalog", missing[:MAX_IDS_IN_MESSAGE])
     if metadata.get_user(user_id) is None:
         raise UnknownUserError(
-            f"User id {user_id!r} is not in the catalog. Register the user with register_user() "
-            "before recording ratings."
+            f"User id {user_id!r} is not in the catalog. Register the user first (register_user() in Python, "
+            "PUT /users/{id} over HTTP), then record the ratings."
         )
     written = metadata.put_online_ratings(user_id, normalized)
     logger.info("Recorded %d online ratings of user %r", written, user_id)
