@@ -683,9 +683,26 @@ def test_cli_batch_unknown_user(cli_home, tmp_path):
     assert len(lines[0]["recommendations"]) == 10
 
 
+def test_cli_failed_batch_leaves_no_output(cli_home, tmp_path):
+    ids_file = tmp_path / "users.txt"
+    ids_file.write_text("1\n424242\n")
+    output = tmp_path / "out.jsonl"
+    failed = run_cli("recommend", "--user-ids-file", str(ids_file), "--batch-size", "1", "--output", str(output),
+                     home=cli_home)
+    assert failed.returncode == 7
+    assert not output.exists()
+    assert list(tmp_path.glob("out.jsonl*")) == []
+
+    written = run_cli("recommend", "--user-ids-file", str(ids_file), "--skip-unknown", "--output", str(output),
+                      home=cli_home)
+    assert written.returncode == 0, written.stderr
+    assert len(output.read_text().splitlines()) == 2
+    assert list(tmp_path.glob("out.jsonl.*")) == []
+
+
 @pytest.mark.parametrize(
     "extra",
-    [["--user-id", "1"], ["--batch-size", "0"], ["--genres", "Western"]],
+    [["--user-id", "1"], ["--batch-size", "0"], ["--genres", "Western"], ["--explain"]],
 )
 def test_cli_batch_invalid_options(cli_home, tmp_path, extra):
     ids_file = tmp_path / "users.txt"

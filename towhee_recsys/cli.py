@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -441,12 +442,33 @@ def _open_text(path: str | None, mode: str) -> Any:
 
     if path in (None, "-"):
         return contextlib.nullcontext(sys.stdin if mode == "r" else sys.stdout)
+    # Output goes to a side file that replaces `path` only when every user is written, so a
+    # failed run never leaves a file that looks complete.
+    target = f"{path}.partial" if mode == "w" else path
     try:
-        return open(path, mode, encoding="utf-8", newline="" if mode == "w" else None)
+        handle = open(target, mode, encoding="utf-8", newline="" if mode == "w" else None)
     except OSError as error:
         option = "--user-ids-file" if mode == "r" else "--output"
         raise invalid_parameter(option, "a readable file" if mode == "r" else "a writable file path", path,
                                 str(error)) from None
+    return handle if mode == "r" else _replace_when_done(handle, target, path)
+
+
+def _replace_when_done(handle: Any, partial: str, path: str) -> Any:
+    """Close `handle` and move `partial` to `path` on success, or delete `partial` on an error."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def finish() -> Any:
+        try:
+            with handle:
+                yield handle
+        except BaseException:
+            os.unlink(partial)
+            raise
+        os.replace(partial, path)
+
+    return finish()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
