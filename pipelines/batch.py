@@ -61,24 +61,11 @@ def recommend_batch(
         )
         liked = LikedHistory(rating_range)
         hits = [
-            _rank(ranker, row, liked(record.rated_movie_ids, record.online_ratings), top_k)
+            ranker.rank_hits(row, liked(record.rated_movie_ids, record.online_ratings), top_k)
             for row, record in zip(candidates, known, strict=True)
         ]
     recommendations = iter(_attach_details(resources, hits))
     return [next(recommendations) if record is not None else [] for record in records]
-
-
-def _rank(ranker: Any, candidates: list[SearchHit], rated_movie_ids: Sequence[Id], top_k: int) -> list[SearchHit]:
-    """Re-score one user's candidates with the rank stage, as the rank-stage operator does."""
-    if not candidates:
-        return []
-    scores = ranker.rescore(
-        ranker.positions(list(rated_movie_ids)),
-        ranker.positions([hit.movie_id for hit in candidates]),
-        np.array([hit.score for hit in candidates], dtype=np.float32),
-    )
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    return [SearchHit(candidates[i].movie_id, float(scores[i])) for i in order]
 
 
 def _user_vectors(

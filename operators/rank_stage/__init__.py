@@ -7,7 +7,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from towhee_recsys.operators._base import RecsysOperator
 
 from towhee_recsys.stores.base import SearchHit
@@ -50,14 +49,4 @@ class RankStage(RecsysOperator):
 
     def run(self, hits: Sequence[SearchHit], rated_movie_ids: Sequence[Any] = (), top_k: int | None = None) -> list:
         top_k = self.top_k if top_k is None else check_positive_int("top_k", top_k)
-        hits = list(hits)
-        if not hits:
-            return []
-        ranker = self.ranker
-        scores = ranker.rescore(
-            ranker.positions(list(rated_movie_ids)),
-            ranker.positions([hit.movie_id for hit in hits]),
-            np.array([hit.score for hit in hits], dtype=np.float32),
-        )
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [SearchHit(hits[i].movie_id, float(scores[i])) for i in order]
+        return self.ranker.rank_hits(hits, rated_movie_ids, top_k)

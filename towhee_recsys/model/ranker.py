@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,21 @@ class HistoryRanker:
             return recall
         item = _standardize(self.history_scores(history, candidates))
         return (1.0 - self.blend) * recall + self.blend * item
+
+    def rank_hits(self, hits: Sequence[Any], rated_movie_ids: Sequence[Id], top_k: int) -> list[Any]:
+        """Re-score search hits (`SearchHit`s) with `rescore` and return the best `top_k`, best first."""
+        from towhee_recsys.stores.base import SearchHit
+
+        hits = list(hits)
+        if not hits:
+            return []
+        scores = self.rescore(
+            self.positions(list(rated_movie_ids)),
+            self.positions([hit.movie_id for hit in hits]),
+            np.array([hit.score for hit in hits], dtype=np.float32),
+        )
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [SearchHit(hits[i].movie_id, float(scores[i])) for i in order]
 
     def supporters(self, history: np.ndarray, candidate: int, count: int = 3) -> list[tuple[int, float]]:
         """Return up to `count` (history row, weight) pairs with the largest positive weight."""
