@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from towhee_recsys.operators.metadata_lookup import lookup_details
 from towhee_recsys.operators.online_blend import blend_online_ratings
 from towhee_recsys.pipelines._resources import Resources
 from towhee_recsys.pipelines.updates import unknown_users_error
 
-from towhee_recsys.data.dataset import Id
-from towhee_recsys.errors import StoreError
 from towhee_recsys.results import Recommendation
-from towhee_recsys.stores.base import SearchHit, UserRecord, normalize_ids
+from towhee_recsys.stores.base import UserRecord, normalize_ids
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ def recommend_batch(
             ranker.rank_hits(row, liked(record.rated_movie_ids, record.online_ratings), top_k)
             for row, record in zip(candidates, known, strict=True)
         ]
-    recommendations = iter(_attach_details(resources, hits))
+    recommendations = iter(lookup_details(resources.metadata_store, hits))
     return [next(recommendations) if record is not None else [] for record in records]
 
 
@@ -79,23 +78,3 @@ def _user_vectors(
         return embeddings
     movie_vectors = resources.vector_store.get_embeddings(movie_ids)
     return blend_online_ratings(embeddings, online, movie_vectors, *rating_range, online_weight)
-
-
-def _attach_details(resources: Resources, hits: list[list[SearchHit]]) -> list[list[Recommendation]]:
-    """Attach title, genres and year to every hit, reading all hit movies in one round trip."""
-    movie_ids: list[Id] = list(dict.fromkeys(hit.movie_id for row in hits for hit in row))
-    movies = dict(zip(movie_ids, resources.metadata_store.get_movies(movie_ids), strict=True))
-    missing = [movie_id for movie_id, movie in movies.items() if movie is None]
-    if missing:
-        raise StoreError(
-            f"Movies {missing[:10]} are in the vector store but missing from the metadata store. "
-            "Run `towhee-recsys check --repair`, or `towhee-recsys ingest` again to write both stores."
-        )
-    return [
-        [
-            Recommendation(hit.movie_id, movie.title, tuple(movie.genres), movie.year, float(hit.score))
-            for hit in row
-            for movie in (movies[hit.movie_id],)
-        ]
-        for row in hits
-    ]
