@@ -45,9 +45,9 @@ def _recall_k(top_k: int) -> int:
 class LikedHistory:
     """The rated movies that may support a recommendation: all but those rated below the middle.
 
-    Only online ratings keep their values (an ingest stores which movies a user rated, not
-    how), so a movie the user rated low through `record_ratings` is left out of the rank
-    stage's history and of the explanations, and ingested ratings all count.
+    Only online ratings keep their values, because an ingest stores which movies a user
+    rated but not the ratings. So a movie rated low through `record_ratings` is left out of
+    the rank stage's history and of the explanations, while every ingested rating counts.
     """
 
     def __init__(self, rating_range: tuple[float, float]) -> None:
@@ -365,7 +365,7 @@ def recommend_pipeline(
 
 
 def _load_ranker(model_dir: str, rank_stage: bool | None) -> Any:
-    """Return the model folder's rank stage as `rank_stage` asks, or None."""
+    """Load the model folder's rank stage if `rank_stage` requests it (None: if present), else return None."""
     from towhee_recsys.model.ranker import RANKER_FOLDER, HistoryRanker
 
     if rank_stage is False:

@@ -184,8 +184,8 @@ def test_contrastive_history_reports_losses(contrastive):
     history = contrastive.history
     assert [record["epoch"] for record in history] == list(range(1, 16))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    # On 160 movies the ids soon memorize the training pairs, so the held-out loss is
-    # only checked to be measured; on MovieLens it falls (see docs/quality.md).
+    # On 160 movies the ids soon memorize the training pairs, so here the held-out loss is
+    # only checked to be finite. On MovieLens it falls (see docs/quality.md).
     assert all(np.isfinite(record["val_loss"]) for record in history)
     assert "train_rmse" not in history[-1]
 

@@ -97,7 +97,7 @@ def test_required_rank_stage_missing_names_fix(home, tmp_path):
         assert pipeline.ranker is None
 
 
-def test_saving_a_new_model_removes_the_old_rank_stage(home, planted, tmp_path):
+def test_model_save_removes_rank_stage(home, planted, tmp_path):
     shutil.copytree(home, tmp_path / "copy")
     from towhee_recsys.model import RecommenderModel
 

@@ -24,7 +24,7 @@ class RankStage(RecsysOperator):
 
     Args:
         ranker: a `HistoryRanker` object (shared with other operators), or
-        model_dir: the model folder whose `ranker/` subfolder holds one.
+        model_dir: the model folder whose `ranker/` subfolder contains one.
         top_k: hits to keep unless the call passes its own (default 10).
     """
 

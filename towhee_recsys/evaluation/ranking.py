@@ -107,9 +107,9 @@ def served_top_lists(
     """Return top lists from vector-store searches, as the served recommendation searches.
 
     `user_vectors` has one row per entry of `users` (the user indices). SERVED_BATCH
-    users share a call, as `RecommendPipeline.recommend_batch` searches; with
-    `excluded`, each user's movie ids are excluded from that user's hits by the vector
-    store (see `MilvusVectorStore.search`).
+    users share a call, as in `RecommendPipeline.recommend_batch`. With `excluded`, the
+    vector store drops each user's movie ids from that user's hits
+    (see `MilvusVectorStore.search`).
     """
     users = np.arange(len(user_vectors)) if users is None else users
     index_of = {movie_id: index for index, movie_id in enumerate(movie_ids.tolist())}

@@ -31,7 +31,7 @@ class ModelConfig:
         epochs: passes over the training ratings.
         batch_size: ratings per optimizer step of the rating objective.
         users_per_batch: users per optimizer step of the contrastive objective; a batch
-            holds all positive pairs of its users, and the distinct movies of those pairs
+            contains all positive pairs of its users, and the distinct movies of those pairs
             are the candidates every pair is scored against (in-batch negatives).
         temperature: softmax temperature of the contrastive objective (cosines are divided
             by it).

@@ -1,11 +1,11 @@
 """The rank stage: re-scores the two-tower recall candidates with a user's whole history.
 
 The recall stage compares one user vector with one movie vector. The rank stage reads
-what the user rated movie by movie: an item-to-item model (EASE, Steck 2019: a ridge
-regression of each movie's column on all other movies' columns of the user-movie matrix,
-solved in closed form) scores a candidate by how strongly the user's rated movies predict
-it. Its score and the recall cosine are standardized over the candidates of a request
-and blended with weight `blend` on the item-to-item part.
+what the user rated, movie by movie. Its item-to-item model, known as EASE, is a ridge
+regression of each movie's column of the user-movie matrix on all other movies' columns,
+solved in closed form. It scores a candidate by how strongly the user's rated movies
+predict it. That score and the recall cosine are standardized over the candidates of a
+request and blended with weight `blend` on the item-to-item part.
 
 The same weights explain a recommendation: the rated movies with the largest weight
 towards it are the ones that "support" it.
@@ -87,8 +87,8 @@ class HistoryRanker:
         movie_ids, movie_rows = np.unique(ratings.movie_id[keep], return_inverse=True)
         if len(movie_ids) > MAX_MOVIES:
             raise DatasetError(
-                f"The rank stage holds a movie-by-movie matrix and supports up to {MAX_MOVIES} movies; "
-                f"dataset {dataset.name!r} has {len(movie_ids)}. Serve it without the rank stage."
+                f"Dataset {dataset.name!r} has {len(movie_ids)} movies, more than the rank stage's maximum of "
+                f"{MAX_MOVIES} (it stores a movie-by-movie matrix). Serve it without the rank stage."
             )
         interactions = np.zeros((len(user_ids), len(movie_ids)), dtype=np.float32)
         interactions[user_rows.reshape(-1), movie_rows.reshape(-1)] = 1.0
@@ -227,8 +227,8 @@ class HistoryRankStage:
     """The rank stage in the shape evaluation calls it (`towhee_recsys.evaluation.RankStage`).
 
     `fit` fits a `HistoryRanker` on a protocol's training split and keeps each user's
-    training movies as the history; calling it re-scores candidates exactly as the
-    served rank stage does (`HistoryRanker.rescore`), one user at a time.
+    training movies as the history. Calling it re-scores candidates one user at a time,
+    with the same `HistoryRanker.rescore` as the served rank stage.
     """
 
     def __init__(self, *, regularization: float = 500.0, blend: float = 0.7) -> None:

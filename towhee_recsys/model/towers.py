@@ -91,7 +91,7 @@ class TwoTowerModel(nn.Layer):
         """Predicted ratings of (user_rows[k], movie_rows[k]) pairs over distinct users and movies.
 
         Each distinct user and movie passes its tower once per batch; on MovieLens a batch of
-        8,192 ratings holds about half as many distinct users and movies as ratings.
+        8,192 ratings contains about half as many distinct users and movies as ratings.
         """
         user_vectors = paddle.gather(self.user_tower(**users), user_rows)
         movie_vectors = paddle.gather(self.movie_tower(**movies), movie_rows)
